@@ -1,0 +1,34 @@
+"""Small helpers to show numbers in notebooks: Markdown tables and the paper-vs-ours view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from IPython.display import Markdown
+
+
+def fmt(value: object, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return f"{value:,.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+def markdown_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> Markdown:
+    """A Markdown table; numbers get thousands separators, floats 3 significant digits."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return Markdown("\n".join(lines))
+
+
+def provenance(record: dict | None) -> Markdown:
+    """One line saying where a saved full-profile result came from."""
+    if record is None:
+        return Markdown("*No full-profile result has been saved yet.*")
+    m = record["machine"]
+    return Markdown(
+        f"*Full profile, commit `{record['commit'][:12]}`, {record['date']}, "
+        f"{record['wall_time_s'] / 60:.1f} min on {m['cpu']} ({m['cores']} cores, "
+        f"torch {m['torch']}). Regenerate with `{record['command']}`.*"
+    )
