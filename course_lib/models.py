@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -112,3 +114,18 @@ def build_model(name: str, **kwargs) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](**kwargs)
+
+
+def load_baseline_cnn(path: str | Path | None = None) -> BaselineCNN:
+    """The trained baseline of chapter 1 (default: the committed ``checkpoints/baseline_cnn.pt``)."""
+    from .results import CHECKPOINT_DIR
+
+    path = Path(path) if path else CHECKPOINT_DIR / "baseline_cnn.pt"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no baseline checkpoint at {path}: run chapter 1 first "
+            f"(course run notebooks/01_baseline.ipynb --profile full)."
+        )
+    model = BaselineCNN()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
