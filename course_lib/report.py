@@ -9,7 +9,7 @@ from IPython.display import Markdown
 
 def fmt(value: object, digits: int = 3) -> str:
     if isinstance(value, float):
-        return f"{value:,.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+        return f"{value:,.0f}" if abs(value) >= 10**digits else f"{value:.{digits}g}"
     if isinstance(value, int):
         return f"{value:,}"
     return "-" if value is None else str(value)
