@@ -96,7 +96,7 @@ def save_results(
         "profile": profile,
         "command": command,
         "commit": git_commit(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "wall_time_s": round(wall_time_s, 1),
         "machine": machine_info(),
         "metrics": metrics,
