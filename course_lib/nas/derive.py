@@ -1,0 +1,94 @@
+"""From a trained supernet to a deployable network: argmax op per block, and a sync point
+wherever ``P_sync > P_direct``. The chapter retrains the result from scratch (the paper's
+second training); :func:`extract` instead copies the supernet's weights, which is how the
+tests prove that the derived network is exactly the supernet with one-hot decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..train import default_device, seed_everything
+from .evaluate import cached
+from .network import ParallelNet
+from .search import SearchConfig, SearchHistory, search
+from .space import Architecture, SearchSpace
+from .supernet import DIRECT, SYNC, SuperNet
+
+
+def derive(supernet: SuperNet) -> Architecture:
+    """The architecture the decision variables point at."""
+    space = supernet.space
+    choice = supernet.op_probs().argmax(dim=-1).tolist()
+    probs = supernet.sync_probs()
+    return Architecture.of(
+        [[space.ops[n] for n in level] for level in choice],
+        (probs[:, SYNC] > probs[:, DIRECT]).tolist(),
+    ).check(space)
+
+
+@torch.no_grad()
+def fix(supernet: SuperNet, arch: Architecture) -> SuperNet:
+    """Set the decision variables so that the softmax is exactly one-hot on ``arch``
+    (chosen logits 0, the others ``-inf``). Returns ``supernet``, modified in place."""
+    space = supernet.space
+    arch.check(space)
+    supernet.op_logits.fill_(float("-inf"))
+    supernet.sync_logits.fill_(float("-inf"))
+    for level in range(space.levels):
+        for path, op in enumerate(arch.ops[level]):
+            if op not in space.ops:
+                raise ValueError(f"{op!r} is not a candidate of this supernet ({space.ops})")
+            supernet.op_logits[level, path, space.ops.index(op)] = 0.0
+        supernet.sync_logits[level, SYNC if arch.syncs[level] else DIRECT] = 0.0
+    return supernet
+
+
+def extract(supernet: SuperNet, arch: Architecture | None = None) -> ParallelNet:
+    """A :class:`ParallelNet` of ``arch`` (default: :func:`derive`) holding copies of the
+    supernet's weights for the chosen ops, kept merges and head."""
+    space = supernet.space
+    arch = derive(supernet) if arch is None else arch.check(space)
+    net = ParallelNet(space, arch).to(next(supernet.parameters()).device)
+    for level in range(space.levels):
+        for path, op in enumerate(arch.ops[level]):
+            if op not in space.ops:
+                raise ValueError(f"{op!r} is not a candidate of this supernet ({space.ops})")
+            chosen = supernet.blocks[level][path].candidates[space.ops.index(op)]
+            net.blocks[level][path][0].load_state_dict(chosen.state_dict())
+        if arch.syncs[level]:
+            net.merges[str(level)].load_state_dict(supernet.sync_points[level].merge.state_dict())
+    net.head.load_state_dict(supernet.head.state_dict())
+    return net
+
+
+def search_and_derive(
+    space: SearchSpace,
+    config: SearchConfig,
+    train_loader,
+    val_loader=None,
+    seed: int = 0,
+    cache: str | Path | None = None,
+) -> tuple[Architecture, SearchHistory]:
+    """Build a seeded supernet of ``space``, :func:`~course_lib.nas.search.search` it and
+    :func:`derive` the architecture. With ``cache`` (a JSON file), a finished search with
+    the same inputs is reused."""
+
+    def compute() -> dict:
+        seed_everything(seed)
+        supernet = SuperNet(space).to(default_device())
+        history = search(supernet, train_loader, config, val_loader, seed=seed, progress=False)
+        return {"arch": derive(supernet).as_dict(), "history": asdict(history)}
+
+    key = {
+        "space": asdict(space),
+        "config": asdict(config),
+        "seed": seed,
+        "train_images": len(getattr(train_loader, "labels", ())),
+    }
+    result = cached(cache, key, compute)
+    arch = result["arch"]
+    return Architecture.of(arch["ops"], arch["syncs"]), SearchHistory(**result["history"])

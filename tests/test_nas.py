@@ -1,0 +1,343 @@
+"""Tests of course_lib.nas: fast (tiny inputs, at most two search steps) and exact where they
+can be."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from course_lib import measure, nas
+from course_lib.nas.supernet import DIRECT, SYNC
+from course_lib.train import TrainConfig
+
+TINY = nas.SearchSpace(widths=(4, 6, 8), hidden=16)
+
+
+def _archs(space: nas.SearchSpace) -> list[nas.Architecture]:
+    a, b = space.ops[0], space.ops[-1]
+    return [
+        nas.Architecture.uniform(space, (a, b)),
+        nas.Architecture.uniform(space, (b, a), syncs=[True] * space.levels),
+        nas.Architecture.of([[a, a], [b, a], [a, b]], [False, True, False]),
+        nas.Architecture.of([[b, b], [a, a], [b, b]], [True, False, True]),
+    ]
+
+
+def _scramble(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BN statistics and affine parameters, so that eval mode is not an identity."""
+    generator = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+    return model
+
+
+# --- decision variables --------------------------------------------------------------
+
+
+def test_softmax_weights_sum_to_one():
+    net = nas.SuperNet(nas.SearchSpace(ops=("conv3x3", "conv5x5", "sep3x3"), widths=(4, 8)))
+    with torch.no_grad():
+        net.op_logits.normal_(0, 3)
+        net.sync_logits.normal_(0, 3)
+    op_probs, sync_probs = net.op_probs(), net.sync_probs()
+    assert op_probs.shape == (2, 2, 3) and sync_probs.shape == (2, 2)
+    torch.testing.assert_close(op_probs.sum(-1), torch.ones(2, 2))
+    torch.testing.assert_close(sync_probs.sum(-1), torch.ones(2))
+    assert (op_probs > 0).all() and (sync_probs > 0).all()
+
+
+def test_mixed_op_is_the_weighted_sum_of_its_ops():
+    op = nas.MixedOp(("conv3x3", "conv5x5"), 3, 4, pool=False).eval()
+    x, w = torch.randn(2, 3, 8, 8), torch.tensor([0.3, 0.7])
+    with torch.no_grad():
+        expected = 0.3 * op.candidates[0](x) + 0.7 * op.candidates[1](x)
+        torch.testing.assert_close(op(x, w), expected)
+
+
+def test_sync_point_mixes_merge_and_direct():
+    point = nas.SyncPoint("sum", paths=2, channels=3)
+    a, b = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    out = point([a, b], torch.tensor([0.25, 0.75]))
+    torch.testing.assert_close(out[0], 0.25 * (a + b) + 0.75 * a)
+    torch.testing.assert_close(out[1], 0.25 * (a + b) + 0.75 * b)
+
+
+def test_decision_variables_and_weights_are_disjoint():
+    net = nas.SuperNet(TINY)
+    arch_ids = {id(p) for p in net.arch_parameters()}
+    weight_ids = {id(p) for p in net.weight_parameters()}
+    assert not arch_ids & weight_ids
+    assert len(arch_ids) + len(weight_ids) == len(list(net.parameters()))
+
+
+# --- derivation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("merge", ["conv", "sum"])
+def test_one_hot_supernet_equals_derived_network_exactly(merge):
+    space = nas.SearchSpace(widths=(4, 6, 8), hidden=16, merge=merge)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for arch in _archs(space):
+        supernet = _scramble(nas.SuperNet(space)).eval()
+        nas.fix(supernet, arch)
+        assert nas.derive(supernet) == arch
+        net = nas.extract(supernet).eval()
+        with torch.no_grad():
+            assert torch.equal(supernet(x), net(x)), arch.describe()
+
+
+def test_derive_takes_argmax_op_and_sync_if_more_likely():
+    supernet = nas.SuperNet(TINY)
+    with torch.no_grad():
+        supernet.op_logits.zero_()
+        supernet.op_logits[1, 0, 1] = 2.0  # level 1, path 0 -> conv5x5
+        supernet.sync_logits.zero_()
+        supernet.sync_logits[:, DIRECT] = 0.1
+        supernet.sync_logits[2, SYNC] = 0.2  # only the last point syncs
+    arch = nas.derive(supernet)
+    assert arch.ops == (("conv3x3", "conv3x3"), ("conv5x5", "conv3x3"), ("conv3x3", "conv3x3"))
+    assert arch.syncs == (False, False, True)
+
+
+def test_derived_network_holds_only_chosen_ops_and_syncs():
+    arch = nas.Architecture.of(
+        [["conv3x3", "conv5x5"], ["conv5x5", "conv5x5"], ["conv3x3", "conv3x3"]],
+        [True, False, False],
+    )
+    net = nas.ParallelNet(TINY, arch)
+    names = [name for name, _ in net.named_parameters()]
+    assert not any("logits" in name for name in names)
+    assert not any(isinstance(m, nas.MixedOp | nas.SyncPoint) for m in net.modules())
+    kernels = [m.kernel_size[0] for m in net.modules() if isinstance(m, nn.Conv2d)]
+    # level by level, path by path, then the one kept 1x1 merge (after level 0)
+    assert kernels == [3, 5, 5, 5, 3, 3, 1]
+    assert list(net.merges) == ["0"]
+    supernet = nas.fix(nas.SuperNet(TINY), arch)
+    assert measure.count_params(nas.extract(supernet)) == measure.count_params(net)
+    assert measure.count_params(net) < measure.count_params(supernet)
+
+
+# --- costs ---------------------------------------------------------------------------
+
+
+def test_cost_formulas_match_hand_computed_values():
+    # eq. 7-8: a 3x3 conv, 2 -> 4 channels, 5x5 output: 9*2*25*4 = 1800 multiplications,
+    # each output sums 18 products with 17 additions: 17*25*4 = 1700 additions
+    assert nas.conv_mults(3, 5, 5, 2, 4) == 1800
+    assert nas.conv_adds(3, 5, 5, 2, 4) == 1700
+    # eq. 9-10: FC 10 -> 3
+    assert nas.fc_mults(10, 3) == 30
+    assert nas.fc_adds(10, 3) == 27
+    # separable 3x3, 2 -> 4 channels at 5x5: depthwise 9*25*2 = 450 (8*50 = 400 adds),
+    # pointwise 2*25*4 = 200 (1*100 = 100 adds)
+    assert nas.op_cost("sep3x3", 2, 4, 5) == nas.OpCost(650, 500)
+    assert nas.op_cost("conv5x5", 3, 8, 32).flops == 25 * 3 * 1024 * 8 + (75 - 1) * 1024 * 8
+
+
+@pytest.mark.parametrize("op", nas.OPS)
+def test_op_cost_matches_independent_counter(op):
+    module = nas.make_op(op, 6, 10)
+    assert nas.op_cost(op, 6, 10, 12).mults == measure.count_macs(module, (1, 6, 12, 12))
+
+
+@pytest.mark.parametrize("merge", ["conv", "sum"])
+def test_architecture_cost_matches_independent_counter(merge):
+    space = nas.SearchSpace(widths=(4, 6, 8), hidden=16, merge=merge, ops=("conv3x3", "sep5x5"))
+    for arch in _archs(space):
+        assert nas.architecture_cost(space, arch).mults == measure.count_macs(
+            nas.ParallelNet(space, arch)
+        )
+
+
+def test_cost_losses_are_normalized_and_follow_eq_12():
+    table = nas.op_cost_table(TINY)
+    assert table.shape == (3, 2, 2) and (table[..., 1] > table[..., 0]).all()
+    cheap = torch.tensor([1.0, 0.0]).expand(3, 2, 2)
+    dear = torch.tensor([0.0, 1.0]).expand(3, 2, 2)
+    assert nas.ops_loss(dear, table).item() == pytest.approx(1.0)
+    # by hand, (mults + adds) per level for 3x3 and 5x5 (3->4 at 32x32, 4->6 at 16x16,
+    # 6->8 at 8x8): 3x3: 217088 + 109056 + 54784; 5x5: 610304 + 305664 + 153088
+    assert table[:, 0].tolist() == [[217088, 610304], [109056, 305664], [54784, 153088]]
+    assert nas.ops_loss(cheap, table).item() == pytest.approx(380928 / 1069056)
+    syncs = nas.sync_cost_table(TINY)
+    assert nas.sync_loss(torch.tensor([[1.0, 0.0]] * 3), syncs).item() == pytest.approx(1.0)
+    assert nas.sync_loss(torch.tensor([[0.0, 1.0]] * 3), syncs).item() == 0.0
+    total = nas.total_loss(torch.tensor(2.0), torch.tensor(0.5), torch.tensor(0.25), 0.28, 0.1)
+    assert total.item() == pytest.approx(0.28 * 2.0 + 0.1 * 0.75)
+
+
+def test_cost_gradient_prefers_cheaper_ops():
+    supernet = nas.SuperNet(TINY)
+    loss = nas.ops_loss(supernet.op_probs(), nas.op_cost_table(TINY))
+    loss.backward()
+    assert (supernet.op_logits.grad[..., 1] > 0).all()  # descending lowers the 5x5 logits
+    assert (supernet.op_logits.grad[..., 0] < 0).all()
+
+
+# --- parallel execution --------------------------------------------------------------
+
+
+def test_stages_cut_at_kept_sync_points():
+    arch = nas.Architecture.of([["conv3x3", "conv5x5"]] * 3, [True, False, True])
+    assert len(nas.stages(nas.ParallelNet(TINY, arch))) == 3
+    assert (
+        len(nas.stages(nas.ParallelNet(TINY, nas.Architecture.uniform(TINY, ("conv3x3",) * 2))))
+        == 1
+    )
+
+
+def test_parallel_executor_gives_the_same_outputs_as_sequential():
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    for arch in _archs(TINY)[:3]:
+        net = _scramble(nas.ParallelNet(TINY, arch)).eval()
+        with (
+            nas.PathExecutor(net, parallel=True) as par,
+            nas.PathExecutor(net, parallel=False) as seq,
+        ):
+            out_par, out_seq = par(x), seq(x)
+            assert np.array_equal(out_par, out_seq)
+            assert np.array_equal(par(x[:1]), out_par[:1])
+        with torch.no_grad():
+            np.testing.assert_allclose(
+                out_par, net(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5
+            )
+
+
+def test_parallel_executor_raises_on_bad_input_and_recovers():
+    net = nas.ParallelNet(TINY, nas.Architecture.uniform(TINY, ("conv3x3", "conv5x5"))).eval()
+    x = np.zeros((1, 3, 32, 32), dtype=np.float32)
+    with nas.PathExecutor(net) as par:
+        good = par(x)
+        with pytest.raises(Exception):  # noqa: B017 - whatever ONNX Runtime raises
+            par(np.zeros((1, 4, 32, 32), dtype=np.float32))
+        assert np.array_equal(par(x), good)  # no stale result of the failed call
+
+
+def test_single_path_twin_has_about_the_same_macs():
+    space = nas.SearchSpace(widths=(8, 16, 32, 64))
+    arch = nas.Architecture.uniform(space, ("conv3x3", "conv5x5"))
+    twin_space, twin = nas.single_path_twin(space, arch)
+    assert twin_space.paths == 1
+    target = nas.architecture_cost(space, arch).mults
+    assert abs(nas.architecture_cost(twin_space, twin).mults - target) < 0.05 * target
+
+
+def test_cache_reuses_a_result_only_for_the_same_key(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    path = tmp_path / "result.json"
+    assert nas.cached(path, {"a": (1, 2)}, compute) == {"value": 1}
+    assert nas.cached(path, {"a": (1, 2)}, compute) == {"value": 1}  # tuple key == JSON list
+    assert nas.cached(path, {"a": (1, 3)}, compute) == {"value": 2}
+    assert nas.cached(None, {"a": (1, 3)}, compute) == {"value": 3}
+    assert len(calls) == 3
+
+
+# --- invalid configurations ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"paths": 0}, "paths must be >= 1"),
+        ({"ops": ("conv3x3", "conv7x7")}, "unknown op 'conv7x7'"),
+        ({"ops": ()}, "at least one"),
+        ({"merge": "mean"}, "unknown merge"),
+        ({"widths": (8, 0)}, "positive"),
+        ({"widths": ()}, "non-empty"),
+        ({"pool_after": (5,)}, "outside"),
+    ],
+)
+def test_invalid_search_space_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        nas.SearchSpace(**kwargs)
+
+
+def test_mismatched_architecture_raises():
+    with pytest.raises(ValueError, match="3 levels"):
+        nas.ParallelNet(TINY, nas.Architecture.of([["conv3x3", "conv3x3"]] * 4, [False] * 4))
+    with pytest.raises(ValueError, match="1 ops for 2 paths"):
+        nas.ParallelNet(TINY, nas.Architecture.of([["conv3x3"]] * 3, [False] * 3))
+    with pytest.raises(ValueError, match="unknown op"):
+        nas.ParallelNet(TINY, nas.Architecture.of([["conv3x3", "pool"]] * 3, [False] * 3))
+    with pytest.raises(ValueError, match="not a candidate"):
+        nas.fix(nas.SuperNet(TINY), nas.Architecture.uniform(TINY, ("sep3x3", "conv3x3")))
+
+
+def test_mismatched_merge_inputs_raise():
+    with pytest.raises(ValueError, match="expects 2 inputs"):
+        nas.Merge("sum", 2, 4)([torch.zeros(1, 4, 2, 2)])
+    with pytest.raises(ValueError, match="unknown merge"):
+        nas.Merge("max", 2, 4)
+    for kind in ("sum", "conv"):
+        with pytest.raises(ValueError, match="mismatched widths"):
+            nas.Merge(kind, 2, 4)([torch.zeros(1, 4, 2, 2), torch.zeros(1, 6, 2, 2)])
+
+
+def test_invalid_search_config_raises():
+    with pytest.raises(ValueError, match="unknown scheme"):
+        nas.SearchConfig(scheme="bilevel")
+    with pytest.raises(ValueError, match="alpha and beta"):
+        nas.SearchConfig(beta=-1.0)
+
+
+# --- the search loop (two steps on random tensors) ----------------------------------
+
+
+class _Batches:
+    def __init__(self, n: int = 2, batch: int = 8, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.batches = [
+            (
+                torch.randn(batch, 3, 32, 32, generator=g),
+                torch.randint(0, 10, (batch,), generator=g),
+            )
+            for _ in range(n)
+        ]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize("scheme", ["joint", "alternating"])
+def test_search_updates_weights_and_decisions_with_their_own_rates(scheme):
+    torch.manual_seed(0)
+    supernet = nas.SuperNet(TINY)
+    before = [p.detach().clone() for p in supernet.arch_parameters()]
+    weights_before = supernet.head.classifier[-1].weight.detach().clone()
+    config = nas.SearchConfig(
+        weights=TrainConfig(epochs=1, lr=0.05, autocast=False, channels_last=False),
+        arch_lr=0.5,
+        beta=1.0,
+        scheme=scheme,
+    )
+    history = nas.search(supernet, _Batches(), config, _Batches(seed=1), progress=False)
+    assert len(history.loss) == 1 and len(history.op_probs) == 1
+    assert not torch.equal(supernet.head.classifier[-1].weight, weights_before)
+    assert not torch.equal(supernet.op_logits, before[0])
+    assert not torch.equal(supernet.sync_logits, before[1])
+    # with beta = 1 the cost term dominates: every block moves towards its cheaper op
+    probs = torch.tensor(history.op_probs[-1])
+    assert (probs[..., 0] > 0.5).all()
+
+
+def test_alternating_search_needs_validation_data():
+    config = nas.SearchConfig(scheme="alternating")
+    with pytest.raises(ValueError, match="val_loader"):
+        nas.search(nas.SuperNet(TINY), _Batches(), config, None, progress=False)
