@@ -2,6 +2,7 @@
 
 course run notebooks/01_baseline.ipynb --profile full   # one chapter, saves results/
 course run-all --profile quick                          # every chapter, in order
+course grade run pruning                                # autograde, feedback, grades.csv
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import grading
 from .profiles import PROFILES, check_profile
 from .results import COMMAND_ENV, REPO_ROOT, RUNS_DIR
 
@@ -64,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=None)
     run_all = sub.add_parser("run-all", help="execute every chapter notebook in order")
     run_all.add_argument("--profile", default="quick", choices=PROFILES)
+    grade = sub.add_parser("grade", help="grade an nbgrader assignment (see book/grading.md)")
+    grading.add_arguments(grade)
     args = parser.parse_args(argv)
+    if args.command == "grade":
+        return grading.run_command(args)
     if args.command == "run":
         run_notebook(args.notebook, args.profile, args.seed)
     else:

@@ -1,0 +1,392 @@
+"""Graded assignments: the checks of ``course_lib.grading`` and the nbgrader pipeline, end to end.
+
+The slow tests build a throw-away course directory (a copy of ``nbgrader_config.py`` and of
+the assignment's source) and grade five students in one ``nbgrader autograde`` run:
+
+- alice submits the instructor's solution;
+- bob submits the student version untouched;
+- carol's first function is an infinite loop (stopped by the per-cell timeout);
+- dave deleted two test cells and a written answer, rewrote a test to ``pass`` (with a
+  broken function under it) and raised a test's points in the metadata;
+- erin's file is not valid notebook JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch.nn.utils import prune
+
+from course_lib import cli, grading
+from course_lib.models import BaselineCNN
+from course_lib.results import CHECKPOINT_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIGNMENT = "pruning"
+SOURCE = REPO / "assignments" / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+AUTO_POINTS, MANUAL_POINTS = 12.0, 10.0
+#: Per-cell timeout of the test run: above the slowest cell of the solution on a 2-core CI
+#: machine, and what carol's infinite loop costs.
+TIMEOUT_S = 30
+EXPECTED_AUTO_SCORE = {"alice": 12.0, "bob": 0.0, "carol": 4.0, "dave": 8.0, "erin": 0.0}
+GRADED = ("alice", "bob", "carol", "dave")
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def cells_by_id(nb) -> dict:
+    return {nbgrader_meta(c)["grade_id"]: c for c in nb.cells if "grade_id" in nbgrader_meta(c)}
+
+
+def hidden_test_lines(nb) -> list[str]:
+    """The lines between BEGIN and END HIDDEN TESTS (stripped) that occur nowhere else in
+    the notebook, not even as part of a line: what a student must never see."""
+    hidden, visible, inside = [], [], False
+    for cell in nb.cells:
+        for line in cell.source.splitlines():
+            if "BEGIN HIDDEN TESTS" in line or "END HIDDEN TESTS" in line:
+                inside = "BEGIN" in line
+            elif line.strip():
+                (hidden if inside else visible).append(line.strip())
+    visible_text = "\n".join(visible)
+    return [line for line in hidden if len(line) >= 12 and line not in visible_text]
+
+
+def require_baseline() -> None:
+    """The assignment prunes the committed baseline: say so plainly when it is missing."""
+    if not (CHECKPOINT_DIR / "baseline_cnn.pt").exists():
+        pytest.fail(
+            f"{CHECKPOINT_DIR / 'baseline_cnn.pt'} is missing: the pruning assignment loads the "
+            f"committed baseline (course run notebooks/01_baseline.ipynb --profile full)."
+        )
+
+
+def strip_solution_markers(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if " SOLUTION" not in line)
+
+
+# --- the checks, on a fresh model (fast) -------------------------------------------------
+
+
+def _weight_params(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    return [(m, "weight") for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+def test_check_sparsity_is_exact():
+    model = BaselineCNN()
+    prune.global_unstructured(_weight_params(model), prune.L1Unstructured, amount=0.3)
+    grading.check_sparsity(model, 0.3)
+    assert grading.sparsity(model) == pytest.approx(0.3, abs=1e-6)
+    with pytest.raises(grading.CheckFailed, match="expected .* \\(sparsity 0.31\\)"):
+        grading.check_sparsity(model, 0.31)
+
+
+def test_magnitude_criterion_accepts_global_and_rejects_per_layer_pruning():
+    original = BaselineCNN()
+    pruned = BaselineCNN()
+    pruned.load_state_dict(original.state_dict())
+    prune.global_unstructured(_weight_params(pruned), prune.L1Unstructured, amount=0.5)
+    grading.check_magnitude_criterion(original, pruned)
+    per_layer = BaselineCNN()
+    per_layer.load_state_dict(original.state_dict())
+    for module, name in _weight_params(per_layer):
+        prune.l1_unstructured(module, name, amount=0.5)
+    with pytest.raises(grading.CheckFailed, match="over all layers"):
+        grading.check_magnitude_criterion(original, per_layer)
+
+
+def test_check_schedule():
+    grading.check_schedule([0.2, 0.4, 0.6], 0.6, 3, total=1000)
+    with pytest.raises(grading.CheckFailed, match="cumulative"):
+        grading.check_schedule([0.2, 0.36, 0.488], 0.6, 3, total=1000)
+    with pytest.raises(grading.CheckFailed, match="ran 2 times, expected 3"):
+        grading.check_schedule([0.3, 0.6], 0.6, 3, total=1000)
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.2, 0.3, 0.4, 0.5])
+def test_check_structured_matches_torch_pruning(ratio):
+    model = BaselineCNN()
+    pruner = tp.pruner.BasePruner(
+        model,
+        torch.randn(1, 3, 32, 32),
+        importance=tp.importance.MagnitudeImportance(p=2),
+        pruning_ratio=ratio,
+        iterative_steps=2,
+        ignored_layers=[model.classifier[-1]],
+    )
+    for _ in range(2):
+        pruner.step()
+    grading.check_structured(model, ratio)
+    params = sum(p.numel() for p in model.parameters())
+    assert params == sum(p.numel() for p in grading.expected_structured(ratio).parameters())
+    with pytest.raises(grading.CheckFailed, match="shapes"):
+        grading.check_structured(model, ratio + 0.1)
+
+
+def test_check_steps_and_accuracy():
+    grading.check_steps([300, 200, 100], 3)
+    with pytest.raises(grading.CheckFailed, match="every step must"):
+        grading.check_steps([300, 300, 100], 3)
+    floor = grading.accuracy_floor(0.88, "one_shot_50")
+    assert floor == pytest.approx(0.88 - grading.MAX_DROP["one_shot_50"])
+    assert grading.accuracy_floor(0.2, "one_shot_50") == grading.MIN_ACCURACY
+    grading.check_accuracy(0.9, floor)
+    with pytest.raises(grading.CheckFailed, match="below the floor"):
+        grading.check_accuracy(floor - 0.01, floor)
+    with pytest.raises(grading.CheckFailed, match="fraction"):
+        grading.check_accuracy(85.0, floor)
+
+
+def test_bad_submission_is_reported_clearly(tmp_path):
+    folder = tmp_path / "assignments" / "submitted" / "erin" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / f"{ASSIGNMENT}.ipynb").write_text('{"cells": [')
+    (bad,) = grading.check_submissions(tmp_path, ASSIGNMENT)
+    assert bad.student == "erin" and "invalid JSON" in bad.problem
+    assert "resubmit" in str(bad) and "erin" in str(bad)
+    assert cli.main(["grade", "check", ASSIGNMENT, "--course-dir", str(tmp_path)]) == 1
+
+
+# --- the source notebook -----------------------------------------------------------------
+
+
+def test_source_notebook_is_a_valid_nbgrader_assignment():
+    nb = nbformat.read(SOURCE, as_version=4)
+    nbformat.validate(nb)
+    cells = cells_by_id(nb)
+    assert len(cells) == sum("grade_id" in nbgrader_meta(c) for c in nb.cells), "duplicate ids"
+    auto = manual = 0.0
+    for grade_id, cell in cells.items():
+        meta = nbgrader_meta(cell)
+        if meta["grade"] and not meta["solution"]:  # autograder tests: read-only, with points
+            assert meta["locked"] and cell.cell_type == "code" and meta["points"] > 0, grade_id
+            auto += meta["points"]
+        elif meta["grade"]:  # manually graded written answers
+            assert cell.cell_type == "markdown" and meta["points"] > 0, grade_id
+            manual += meta["points"]
+        elif meta["solution"] and cell.cell_type == "code":
+            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
+        if "BEGIN HIDDEN TESTS" in cell.source:
+            assert meta["grade"] and not meta["solution"], (
+                f"hidden tests outside a test cell: {grade_id}"
+            )
+    assert (auto, manual) == (AUTO_POINTS, MANUAL_POINTS)
+    assert cells["parameters"].metadata["tags"] == ["parameters"]
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "load_baseline_cnn()" in code, "the assignment uses the committed baseline"
+    assert "course_lib.prune" not in code and "from course_lib import prune" not in code
+
+
+@pytest.mark.slow
+def test_solution_passes_every_check_under_papermill(tmp_path):
+    """The same checks as the nbgrader tests, hidden ones included, on the instructor's solution."""
+    require_baseline()
+    papermill.execute_notebook(
+        str(SOURCE),
+        str(tmp_path / SOURCE.name),
+        parameters={"profile": "quick", "seed": 0},
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+
+
+# --- the nbgrader pipeline, end to end ----------------------------------------------------
+
+
+def make_submissions(course: Path) -> dict[str, str]:
+    """Write the five students' submissions; returns erin's (invalid) text."""
+    release = nbformat.read(course / "assignments/release" / ASSIGNMENT / SOURCE.name, 4)
+    solutions = cells_by_id(nbformat.read(SOURCE, as_version=4))
+
+    def solved():
+        nb = nbformat.from_dict(release)
+        for grade_id, cell in cells_by_id(nb).items():
+            if nbgrader_meta(cell)["solution"]:
+                cell.source = strip_solution_markers(solutions[grade_id].source)
+        return nb
+
+    carol = solved()
+    cells_by_id(carol)["global_magnitude_prune"].source = "while True:  # debugging\n    pass"
+    dave = solved()
+    for grade_id in ("test_one_shot", "test_one_shot_accuracy", "answer_unstructured"):
+        dave.cells.remove(cells_by_id(dave)[grade_id])
+    dave_cells = cells_by_id(dave)
+    dave_cells["test_iterative"].source = "# these tests are wrong\npass"
+    dave_cells["iterative_prune"].source = cells_by_id(release)["iterative_prune"].source
+    nbgrader_meta(dave_cells["test_structured"])["points"] = 50
+    erin = nbformat.writes(solved())[:5000]  # an upload cut short: not valid JSON
+    for student, nb in {"alice": solved(), "bob": release, "carol": carol, "dave": dave}.items():
+        write_submission(course, student, nbformat.writes(nb))
+    write_submission(course, "erin", erin)
+    return {"erin": erin}
+
+
+def write_submission(course: Path, student: str, text: str) -> None:
+    folder = course / "assignments" / "submitted" / student / ASSIGNMENT
+    folder.mkdir(parents=True)
+    (folder / SOURCE.name).write_text(text)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> dict:
+    """A graded course directory: generate, submit, then `python -m course_lib.grading run`
+    (autograde, feedback, export) once for all students; its output is kept in "log"."""
+    require_baseline()
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy(REPO / "nbgrader_config.py", root)
+    shutil.copytree(SOURCE.parent, root / "assignments" / "source" / ASSIGNMENT)
+    assert grading.nbgrader(root, "generate_assignment", ASSIGNMENT) == 0
+    submitted = make_submissions(root)
+    command = [sys.executable, "-m", "course_lib.grading", "run", ASSIGNMENT]
+    command += ["--course-dir", str(root), "--csv", str(root / "grades.csv")]
+    run = subprocess.run(command + ["--timeout", str(TIMEOUT_S)], capture_output=True, text=True)
+    log = run.stdout + run.stderr
+    (root / "grading.log").write_text(log)
+    return {"root": root, "status": run.returncode, "log": log, "submitted": submitted}
+
+
+def log_tail(course: dict) -> str:
+    """The end of the grading run's output, for assertion messages."""
+    return "\n--- grading log (end) ---\n" + course["log"][-6000:]
+
+
+def gradebook(root: Path):
+    from nbgrader.api import Gradebook
+
+    return Gradebook(f"sqlite:///{root / 'assignments' / 'gradebook.db'}")
+
+
+def autograded(root: Path, student: str):
+    path = root / "assignments/autograded" / student / ASSIGNMENT / SOURCE.name
+    return nbformat.read(path, as_version=4)
+
+
+def cell_score(root: Path, student: str, grade_id: str) -> tuple[float, float]:
+    with gradebook(root) as gb:
+        grade = gb.find_grade(grade_id, SOURCE.stem, ASSIGNMENT, student)
+        return grade.score, grade.max_score
+
+
+@pytest.mark.slow
+def test_student_version_has_no_solutions_and_no_hidden_tests(course):
+    release = course["root"] / "assignments/release" / ASSIGNMENT / SOURCE.name
+    text = release.read_text()
+    source = nbformat.read(SOURCE, as_version=4)
+    assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+    student_nb = nbformat.reads(text, as_version=4)
+    shown = "\n".join(cell.source for cell in student_nb.cells)
+    for line in hidden_test_lines(source):
+        assert line not in shown, f"hidden test in the student version: {line}"
+    solutions = cells_by_id(source)
+    for grade_id, cell in cells_by_id(student_nb).items():
+        if nbgrader_meta(cell)["solution"]:
+            body = strip_solution_markers(solutions[grade_id].source).splitlines()
+            answer_lines = [line for line in body if line.strip() and line not in cell.source]
+            assert answer_lines, f"cell {grade_id} still holds the solution"
+            assert "YOUR CODE HERE" in cell.source or "YOUR ANSWER HERE" in cell.source
+
+
+@pytest.mark.slow
+def test_solution_gets_full_points_and_untouched_version_zero(course):
+    with gradebook(course["root"]) as gb:
+        alice = gb.find_submission(ASSIGNMENT, "alice")
+        bob = gb.find_submission(ASSIGNMENT, "bob")
+        scores = (alice.code_score, alice.max_code_score)
+        assert scores == (AUTO_POINTS, AUTO_POINTS), log_tail(course)
+        assert bob.code_score == 0.0 and bob.max_code_score == AUTO_POINTS
+        assert (course["root"] / "assignments/autograded/bob").exists(), log_tail(course)
+        assert alice.needs_manual_grade, "the written answers wait for a grader"
+    graded = "\n".join(c.source for c in autograded(course["root"], "alice").cells)
+    hidden = hidden_test_lines(nbformat.read(SOURCE, as_version=4))
+    assert all(line in graded for line in hidden), "the hidden tests ran when grading"
+
+
+@pytest.mark.slow
+def test_infinite_loop_is_stopped_and_the_rest_is_graded(course):
+    root = course["root"]
+    assert "Timeout waiting for execute reply" in course["log"]
+    looping = cells_by_id(autograded(root, "carol"))["global_magnitude_prune"]
+    assert "CellTimeoutError" in [o.ename for o in looping.outputs if o.output_type == "error"]
+    assert cell_score(root, "carol", "test_structured_hidden") == (2.0, 2.0)
+    with gradebook(root) as gb:
+        assert gb.find_submission(ASSIGNMENT, "carol").code_score == EXPECTED_AUTO_SCORE["carol"]
+
+
+@pytest.mark.slow
+def test_deleted_or_edited_tests_are_graded_as_in_the_source(course):
+    root = course["root"]
+    source = cells_by_id(nbformat.read(SOURCE, as_version=4))
+    cells = cells_by_id(autograded(root, "dave"))
+    for grade_id in ("test_one_shot", "test_one_shot_accuracy", "test_iterative"):
+        assert source[grade_id].source in cells[grade_id].source, f"{grade_id} not restored"
+    assert "answer_unstructured" in cells, "a deleted written answer is put back (empty)"
+    assert cell_score(root, "dave", "test_one_shot") == (1.0, 1.0), "restored test, passing"
+    assert cell_score(root, "dave", "test_one_shot_accuracy") == (1.0, 1.0)
+    assert cell_score(root, "dave", "test_iterative") == (0.0, 1.0), "original test, failing"
+    assert cell_score(root, "dave", "test_structured") == (1.0, 1.0), "points from the source"
+
+
+@pytest.mark.slow
+def test_invalid_notebook_fails_alone_with_a_clear_error(course):
+    root = course["root"]
+    assert course["status"] == 1, "the run reports that a submission was not graded"
+    assert "student 'erin'" in course["log"] and "(invalid JSON: " in course["log"]
+    (bad,) = grading.check_submissions(root, ASSIGNMENT)
+    assert bad.student == "erin" and "invalid JSON" in bad.problem
+    erin = root / "assignments/submitted/erin" / ASSIGNMENT / SOURCE.name
+    assert erin.read_text() == course["submitted"]["erin"], "the submission is left as it was"
+    assert not (root / "assignments/autograded/erin").exists()
+    with gradebook(root) as gb:
+        for student in GRADED:
+            score = gb.find_submission(ASSIGNMENT, student).code_score
+            assert score == EXPECTED_AUTO_SCORE[student], student + log_tail(course)
+
+
+def visible_text(page: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+@pytest.mark.slow
+def test_feedback_for_every_graded_student_without_hidden_tests(course):
+    hidden = hidden_test_lines(nbformat.read(SOURCE, as_version=4))
+    assert hidden
+    for student in GRADED:
+        path = course["root"] / "assignments/feedback" / student / ASSIGNMENT / "pruning.html"
+        text = visible_text(path.read_text())
+        assert "grading.check_sparsity(pruned, 0.5" in text, "visible tests are shown"
+        assert "HIDDEN TESTS" not in text
+        for line in hidden:  # in the cells and in the tracebacks of failed tests
+            assert line not in text, f"{student}'s feedback shows hidden test code: {line}"
+
+
+@pytest.mark.slow
+def test_csv_has_one_row_per_student_with_the_expected_scores(course):
+    with open(course["root"] / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(row["student_id"] for row in rows) == sorted(EXPECTED_AUTO_SCORE)
+    for row in rows:
+        assert float(row["score"]) == EXPECTED_AUTO_SCORE[row["student_id"]], str(row) + log_tail(
+            course
+        )
+        assert float(row["max_score"]) == AUTO_POINTS + MANUAL_POINTS
+
+
+def test_cli_has_the_grade_command():
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["grade", "--help"])
+    assert exit_info.value.code == 0
+    assert sys.modules["course_lib.grading"] is grading
