@@ -1,0 +1,54 @@
+"""Pruning: make the baseline CNN smaller by removing weights or whole channels.
+
+- :mod:`.unstructured`: magnitude (L1) pruning of single weights with
+  ``torch.nn.utils.prune``, layer-wise or global, one-shot or iterative, exact sparsity.
+- :mod:`.storage`: what those zeros save on disk (dense vs bitmask / CSR encodings, bytes).
+- :mod:`.structured`: channel pruning with torch-pruning (dependency graph, importances,
+  pruners, sparsity training), done gradually.
+- :mod:`.finetune`: the fine-tuning callback (``train.fit``) the drivers call between steps.
+- :mod:`.benchmark`: measured CPU latency (PyTorch and ONNX Runtime, ms) and speed-ups.
+- :mod:`.settings`: the chapter's ``quick`` and ``full`` profiles.
+- :mod:`.plots`: the chapter's figures, drawn from its metrics dict.
+"""
+
+from . import benchmark, finetune, plots, settings, storage, structured, unstructured
+from .finetune import Finetuner
+from .structured import (
+    IMPORTANCES,
+    PRUNERS,
+    ChannelStep,
+    make_pruner,
+    prune_channels_gradually,
+    sparsity_regularization,
+)
+from .unstructured import (
+    check_ratio,
+    global_sparsity,
+    layer_sparsity,
+    make_permanent,
+    prune_iteratively,
+    prune_to,
+)
+
+__all__ = [
+    "IMPORTANCES",
+    "PRUNERS",
+    "ChannelStep",
+    "Finetuner",
+    "benchmark",
+    "finetune",
+    "check_ratio",
+    "global_sparsity",
+    "layer_sparsity",
+    "make_permanent",
+    "make_pruner",
+    "plots",
+    "prune_channels_gradually",
+    "prune_iteratively",
+    "prune_to",
+    "settings",
+    "sparsity_regularization",
+    "storage",
+    "structured",
+    "unstructured",
+]

@@ -1,0 +1,286 @@
+"""Pruning: exact sparsity, runnable and exportable channel-pruned models, clear errors,
+and sparse encodings that round-trip. Untrained or tiny models only: seconds, no training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from course_lib import measure, models
+from course_lib.prune import settings, storage, structured, unstructured
+
+PRUNABLE = (nn.Conv2d, nn.Linear)
+
+
+def prunable_weights(model: nn.Module) -> list[torch.Tensor]:
+    return [unstructured.effective_weight(m) for m in model.modules() if isinstance(m, PRUNABLE)]
+
+
+@pytest.mark.parametrize("sparsity", [0.2, 0.37, 0.5, 0.8])
+def test_global_pruning_masks_exactly_the_requested_count(sparsity):
+    model = models.BaselineCNN()
+    unstructured.prune_to(model, sparsity, "global")
+    weights = prunable_weights(model)
+    total = sum(w.numel() for w in weights)
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    assert zeros == round(sparsity * total)
+    assert unstructured.global_sparsity(model) == pytest.approx(round(sparsity * total) / total)
+    # global ranking: layers differ, and the survivors are the largest magnitudes overall
+    per_layer = [r.sparsity for r in unstructured.layer_sparsity(model)]
+    assert max(per_layer) - min(per_layer) > 0.05
+    kept = torch.cat([w[w != 0].abs() for w in weights])
+    pruned_orig = torch.cat(
+        [
+            m.weight_orig.detach()[m.weight_mask == 0].abs()
+            for m in model.modules()
+            if isinstance(m, PRUNABLE)
+        ]
+    )
+    assert pruned_orig.max() <= kept.min()
+
+
+@pytest.mark.parametrize("sparsity", [0.2, 0.37, 0.8])
+def test_layerwise_pruning_masks_exactly_the_requested_count_in_every_layer(sparsity):
+    model = models.BaselineCNN()
+    unstructured.prune_to(model, sparsity, "layer")
+    rows = unstructured.layer_sparsity(model)
+    assert len(rows) == 8
+    for row in rows:
+        assert row.zeros == round(sparsity * row.numel), row.name
+
+
+def test_iterative_pruning_reaches_the_same_exact_count_and_keeps_old_zeros():
+    model = models.BaselineCNN()
+    finetuned = []
+    unstructured.prune_to(model, 0.2)
+    first_mask = model.features[0][0].weight_mask.clone()
+
+    def fake_finetune(m):  # perturb the surviving weights like training would
+        finetuned.append(True)
+        with torch.no_grad():
+            for layer in m.modules():
+                if isinstance(layer, PRUNABLE):
+                    layer.weight_orig.mul_(1.01)
+
+    unstructured.prune_iteratively(model, 0.8, rounds=3, finetune=fake_finetune)
+    weights = prunable_weights(model)
+    total = sum(w.numel() for w in weights)
+    assert sum(int((w == 0).sum()) for w in weights) == round(0.8 * total)
+    assert len(finetuned) == 3
+    assert bool((model.features[0][0].weight_mask <= first_mask).all())  # no weight revived
+    assert unstructured.linear_schedule(0.6, 3) == pytest.approx([0.2, 0.4, 0.6])
+
+
+def test_make_permanent_removes_the_reparametrization_and_keeps_the_function():
+    model = models.BaselineCNN().eval()
+    unstructured.prune_to(model, 0.5)
+    layer = model.classifier[1]
+    assert hasattr(layer, "weight_orig") and hasattr(layer, "weight_mask")
+    assert layer._forward_pre_hooks  # the hook that recomputes weight = orig * mask
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        unstructured.make_permanent(model)
+        after = model(x)
+    assert not hasattr(layer, "weight_orig") and not hasattr(layer, "weight_mask")
+    assert not layer._forward_pre_hooks and isinstance(layer.weight, nn.Parameter)
+    assert torch.equal(before, after)
+    assert measure.count_nonzero_params(model) < measure.count_params(model)
+
+
+@pytest.mark.parametrize("bad", [0, 1, 0.0, 1.0, -0.1, 1.5, float("nan"), True, "0.5", None])
+def test_ratios_outside_the_open_unit_interval_are_rejected(bad):
+    with pytest.raises(ValueError, match="between 0 and 1|number in"):
+        unstructured.prune_to(models.BaselineCNN(), bad)
+    with pytest.raises(ValueError, match="between 0 and 1|number in"):
+        structured.make_pruner(models.BaselineCNN(), bad)
+
+
+def test_pruning_below_the_current_sparsity_is_an_error():
+    model = models.BaselineCNN()
+    unstructured.prune_to(model, 0.5)
+    with pytest.raises(ValueError, match="already masked"):
+        unstructured.prune_to(model, 0.3)
+
+
+def test_unsupported_layers_are_rejected_with_a_clear_error():
+    with pytest.raises(ValueError, match="no Conv2d or Linear"):
+        unstructured.prune_to(nn.Sequential(nn.LSTM(4, 4)), 0.5)
+    model = models.BaselineCNN()
+    with pytest.raises(ValueError, match="cannot prune a BatchNorm2d"):
+        unstructured.prune_to(model, 0.5, layers=[model.features[0][1]])
+    with pytest.raises(ValueError, match="unknown scope"):
+        unstructured.prune_to(model, 0.5, scope="per-channel")
+    recurrent = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.LSTM(4, 4))
+    with pytest.raises(ValueError, match="LSTM, which this channel pruning does not support"):
+        structured.make_pruner(recurrent, 0.5)
+    grouped = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.Flatten(), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match="grouped convolution"):
+        structured.make_pruner(grouped, 0.5)
+    masked = models.BaselineCNN()
+    unstructured.prune_to(masked, 0.5)
+    with pytest.raises(ValueError, match="make_permanent"):
+        structured.make_pruner(masked, 0.5)
+    with pytest.raises(ValueError, match="unknown importance"):
+        structured.make_pruner(models.BaselineCNN(), 0.5, importance="entropy")
+    with pytest.raises(ValueError, match="unknown pruner"):
+        structured.make_pruner(models.BaselineCNN(), 0.5, pruner="magic")
+
+
+def test_gradual_channel_pruning_gives_a_smaller_runnable_exportable_model(tmp_path):
+    model = models.BaselineCNN()
+    dense_params, dense_macs = measure.count_params(model), measure.count_macs(model)
+    seen = []
+    records = structured.prune_channels_gradually(
+        model, 0.5, steps=5, importance="l2_group", on_step=lambda r, m: seen.append(r.step)
+    )
+    assert seen == [1, 2, 3, 4, 5]
+    assert [r.ratio for r in records] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert structured.channel_widths(model) == [16, 16, 32, 32, 64, 64, 128, 10]
+    assert records[-1].channels_removed == pytest.approx(0.5)
+    assert 0.2 < records[-1].params / dense_params < 0.3
+    assert 0.2 < records[-1].macs / dense_macs < 0.3
+    assert all(a.params > b.params for a, b in zip(records, records[1:], strict=False))
+    model.eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(x)
+    assert logits.shape == (4, 10)
+    path = measure.export_onnx(model, tmp_path / "pruned.onnx")
+    session = measure.onnx_session(path)
+    assert [d for d in session.get_inputs()[0].shape][1:] == [3, 32, 32]
+    (onnx_logits,) = session.run(None, {"images": x.numpy()})
+    assert onnx_logits.shape == (4, 10)
+    assert np.allclose(onnx_logits, logits.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("importance", sorted(structured.IMPORTANCES))
+def test_every_importance_prunes_the_baseline(importance):
+    model = models.BaselineCNN()
+    batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))]
+    structured.prune_channels_gradually(model, 0.25, 1, importance, calibration=batches)
+    # BN-scale scores only channels that feed a BatchNorm: the hidden linear layer keeps 256
+    hidden = 256 if importance == "bn_scale" else 192
+    assert structured.channel_widths(model) == [24, 24, 48, 48, 96, 96, hidden, 10]
+
+
+def test_gradient_importances_need_calibration_batches():
+    with pytest.raises(ValueError, match="calibration"):
+        structured.prune_channels_gradually(models.BaselineCNN(), 0.25, 1, "taylor")
+
+
+@pytest.mark.parametrize("pruner", ["bn_scale", "group_norm"])
+def test_sparsity_regularization_runs_once_per_backward_and_changes_gradients(pruner):
+    torch.manual_seed(0)
+    model = models.BaselineCNN()
+    channel_pruner = structured.make_pruner(model, 0.5, pruner=pruner, reg=0.1)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+
+    def gradients():
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        return model.features[0][1].weight.grad.clone()
+
+    plain = gradients()
+    with structured.sparsity_regularization(model, channel_pruner) as hooks:
+        regularized = gradients()
+        gradients()
+    assert hooks.calls == 2
+    assert not torch.allclose(plain, regularized)
+    assert torch.equal(gradients(), plain)  # hooks removed on exit
+    with pytest.raises(RuntimeError, match="never ran"):
+        with structured.sparsity_regularization(model, channel_pruner):
+            pass
+
+
+def sparse_tensor(shape, sparsity, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    tensor = torch.randn(shape, generator=generator)
+    tensor[torch.rand(shape, generator=generator) < sparsity] = 0
+    return tensor
+
+
+@pytest.mark.parametrize("fmt", storage.FORMATS)
+@pytest.mark.parametrize("codec", storage.CODECS)
+@pytest.mark.parametrize("shape", [(64, 32, 3, 3), (10, 256), (17,), (3, 70000)])
+def test_sparse_encodings_round_trip_exactly(fmt, codec, shape):
+    tensor = sparse_tensor(shape, 0.8)
+    decoded = storage.decode(storage.encode(tensor, fmt, codec))
+    assert decoded.dtype == tensor.dtype and decoded.shape == tensor.shape
+    assert torch.equal(decoded, tensor)
+
+
+def test_sparse_encodings_shrink_a_sparse_tensor_and_not_a_dense_one():
+    sparse, dense = sparse_tensor((256, 2048), 0.8), sparse_tensor((256, 2048), 0.0)
+    raw = len(storage.encode(sparse, "dense", "none"))
+    assert 0 < raw - 4 * sparse.numel() < 64  # float32 values plus a small header
+    bitmask = len(storage.encode(sparse, "bitmask", "none"))
+    assert bitmask < 0.25 * raw  # 1/32 for the mask + 20 % of the values
+    assert len(storage.encode(sparse, "csr", "zlib")) < 0.35 * raw
+    assert len(storage.encode(dense, "bitmask", "none")) > raw  # the mask is pure overhead
+
+
+def test_storage_of_a_masked_model_counts_the_masked_weights_as_zeros():
+    model = models.BaselineCNN()
+    dense = storage.storage_report(model)
+    unstructured.prune_to(model, 0.8)
+    state = storage.effective_state_dict(model)
+    assert not any(k.endswith(("_orig", "_mask")) for k in state)
+    assert int((state["classifier.1.weight"] == 0).sum()) > 0
+    pruned = storage.storage_report(model)
+    assert pruned["dense_raw"] == dense["dense_raw"]  # zeros cost as much as any float
+    assert pruned["bitmask_zlib"] < 0.35 * pruned["dense_raw"]
+
+
+def test_profiles_share_one_protocol_and_split_the_iterative_budget():
+    quick, full = settings.pruning_settings("quick"), settings.pruning_settings("full")
+    for profile in (quick, full):
+        assert profile.unstructured.sparsities == (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+        assert profile.structured.ratios == (0.1, 0.2, 0.3, 0.4, 0.5)
+        rounds = profile.unstructured.rounds
+        assert rounds > 1
+        assert (
+            profile.unstructured.round_finetune.epochs * rounds
+            == profile.unstructured.finetune.epochs
+        )
+        assert set(profile.selection.importances) == set(structured.IMPORTANCES)
+        assert set(profile.selection.pruners) == set(structured.PRUNERS)
+    assert sum(settings.FULL_MINUTES.values()) <= 90
+    with pytest.raises(ValueError, match="unknown profile"):
+        settings.pruning_settings("fast")
+
+
+@pytest.mark.parametrize("scope", unstructured.SCOPES)
+def test_pruning_works_on_a_trained_channels_last_model_and_it_can_be_copied(scope):
+    """What fit leaves behind: channels-last tensors and a non-leaf computed ``weight``."""
+    model = models.BaselineCNN().to(memory_format=torch.channels_last)
+    unstructured.prune_to(model, 0.3, scope)
+    model.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    nn.functional.cross_entropy(model(x), torch.tensor([1, 2])).backward()
+    copied = unstructured.copy_model(model)
+    unstructured.prune_to(model, 0.6, scope)
+    rows = unstructured.layer_sparsity(model)
+    total = sum(r.numel for r in rows)
+    if scope == "global":
+        assert sum(r.zeros for r in rows) == round(0.6 * total)
+    else:
+        assert all(r.zeros == round(0.6 * r.numel) for r in rows)
+    assert unstructured.global_sparsity(copied) == pytest.approx(0.3, abs=1e-3)
+
+
+def test_batchnorm_recalibration_recomputes_the_statistics_and_keeps_the_weights():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    model[1].running_mean.fill_(5.0)  # stale statistics, as after removing channels upstream
+    model[1].running_var.fill_(9.0)
+    batches = [(torch.randn(8, 3, 8, 8) + i, None) for i in range(3)]
+    weight = model[0].weight.detach().clone()
+    structured.recalibrate_batchnorm(model, batches)
+    with torch.no_grad():
+        features = torch.cat([model[0](x) for x, _ in batches])
+    expected = features.mean(dim=(0, 2, 3))
+    assert torch.allclose(model[1].running_mean, expected, atol=1e-5)
+    assert model[1].momentum == 0.1 and not model.training
+    assert torch.equal(model[0].weight, weight)
