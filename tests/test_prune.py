@@ -284,3 +284,17 @@ def test_batchnorm_recalibration_recomputes_the_statistics_and_keeps_the_weights
     assert torch.allclose(model[1].running_mean, expected, atol=1e-5)
     assert model[1].momentum == 0.1 and not model.training
     assert torch.equal(model[0].weight, weight)
+
+
+def test_target_rows_mark_each_target_met_or_missed():
+    from course_lib.prune import summary
+
+    metrics = {
+        "iterative_80_accuracy_drop_points": 1.0,
+        "structured_50_onnx_speedup_b1": 1.79,
+        "structured_50_accuracy_drop_points": 2.5,
+        "best_importance": "l2_group",
+        "best_pruner": "plain",
+    }
+    status = [row[-1] for row in summary.target_rows(metrics)[:3]]
+    assert status == ["met", "missed", "missed"]
