@@ -30,13 +30,23 @@ from torch import nn
 from torch.nn.utils import prune
 
 from course_lib import cli, grading
+from course_lib.grading.nas import reference_mixed_op
 from course_lib.models import BaselineCNN
+from course_lib.nas import SearchSpace, costs, decide
 from course_lib.results import CHECKPOINT_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "pruning"
 SOURCE = REPO / "assignments" / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 AUTO_POINTS, MANUAL_POINTS = 12.0, 10.0
+#: (auto-graded, written) points of every assignment.
+POINTS = {"pruning": (12.0, 10.0), "nas": (11.0, 8.0)}
+
+
+def source_of(assignment: str) -> Path:
+    return REPO / "assignments" / "source" / assignment / f"{assignment}.ipynb"
+
+
 #: Per-cell timeout of the test run: well above the slowest cell of the solution (about 8 s on
 #: a quiet 2-core machine; 30 s was exceeded when other jobs shared the cores), and what
 #: carol's infinite loop costs.
@@ -152,6 +162,44 @@ def test_check_steps_and_accuracy():
         grading.check_accuracy(85.0, floor)
 
 
+def test_nas_checks_accept_the_course_functions_and_reject_common_mistakes():
+    space = SearchSpace()
+    grading.check_mixed_op(reference_mixed_op, ("conv3x3", "conv5x5", "sep3x3"), (4, 6))
+    grading.check_cost_formulas(costs.conv_mults, costs.conv_adds, costs.fc_mults, costs.fc_adds)
+    grading.check_cost_table(costs.op_cost_table, space)
+    grading.check_ops_loss(costs.ops_loss, space)
+    grading.check_derive(decide, space)
+
+    def detached(x, logits, candidates):
+        return reference_mixed_op(x, logits.detach(), candidates)
+
+    def plain_mean(x, logits, candidates):
+        return sum(op(x) for op in candidates) / len(candidates)
+
+    with pytest.raises(grading.CheckFailed, match="no gradient"):
+        grading.check_mixed_op(detached)
+    with pytest.raises(grading.CheckFailed, match="eq. 1-2"):
+        grading.check_mixed_op(plain_mean)
+    with pytest.raises(grading.CheckFailed, match=r"conv_adds\(3, 32, 32, 3, 8\) = 221184"):
+        grading.check_cost_formulas(
+            costs.conv_mults, costs.conv_mults, costs.fc_mults, costs.fc_adds
+        )
+    no_pooling = SearchSpace(pool_after=())
+    with pytest.raises(grading.CheckFailed, match="Mind the resolution"):
+        grading.check_cost_table(lambda s: costs.op_cost_table(no_pooling), space)
+    with pytest.raises(grading.CheckFailed, match="eq. 6"):
+        grading.check_ops_loss(lambda probs, table: (probs * table).sum() / table.sum(), space)
+
+    def sync_column_swapped(op_logits, sync_logits, ops):
+        return decide(op_logits, sync_logits.flip(-1), ops)
+
+    with pytest.raises(grading.CheckFailed, match="column 0 of sync_logits"):
+        grading.check_derive(sync_column_swapped, space)
+    assert grading.nas_homework("quick").space == space
+    with pytest.raises(ValueError, match="unknown profile"):
+        grading.nas_homework("fast")
+
+
 def test_bad_submission_is_reported_clearly(tmp_path):
     folder = tmp_path / "assignments" / "submitted" / "erin" / ASSIGNMENT
     folder.mkdir(parents=True)
@@ -165,8 +213,9 @@ def test_bad_submission_is_reported_clearly(tmp_path):
 # --- the source notebook -----------------------------------------------------------------
 
 
-def test_source_notebook_is_a_valid_nbgrader_assignment():
-    nb = nbformat.read(SOURCE, as_version=4)
+@pytest.mark.parametrize("assignment", sorted(POINTS))
+def test_source_notebook_is_a_valid_nbgrader_assignment(assignment):
+    nb = nbformat.read(source_of(assignment), as_version=4)
     nbformat.validate(nb)
     cells = cells_by_id(nb)
     assert len(cells) == sum("grade_id" in nbgrader_meta(c) for c in nb.cells), "duplicate ids"
@@ -185,20 +234,28 @@ def test_source_notebook_is_a_valid_nbgrader_assignment():
             assert meta["grade"] and not meta["solution"], (
                 f"hidden tests outside a test cell: {grade_id}"
             )
-    assert (auto, manual) == (AUTO_POINTS, MANUAL_POINTS)
+    assert (auto, manual) == POINTS[assignment]
     assert cells["parameters"].metadata["tags"] == ["parameters"]
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "load_baseline_cnn()" in code, "the assignment uses the committed baseline"
-    assert "course_lib.prune" not in code and "from course_lib import prune" not in code
+    if assignment == "pruning":
+        assert "load_baseline_cnn()" in code, "the assignment uses the committed baseline"
+        assert "course_lib.prune" not in code and "from course_lib import prune" not in code
+    else:  # what the students write must not be imported from the course's solution
+        imported = "\n".join(line for line in code.splitlines() if "import" in line)
+        for name in ("mixed_op", "conv_mults", "conv_adds", "ops_loss", "op_cost_table", "decide"):
+            assert name not in imported, f"{name} is imported in the assignment"
 
 
 @pytest.mark.slow
-def test_solution_passes_every_check_under_papermill(tmp_path):
+@pytest.mark.parametrize("assignment", sorted(POINTS))
+def test_solution_passes_every_check_under_papermill(assignment, tmp_path):
     """The same checks as the nbgrader tests, hidden ones included, on the instructor's solution."""
-    require_baseline()
+    if assignment == "pruning":
+        require_baseline()
+    source = source_of(assignment)
     papermill.execute_notebook(
-        str(SOURCE),
-        str(tmp_path / SOURCE.name),
+        str(source),
+        str(tmp_path / source.name),
         parameters={"profile": "quick", "seed": 0},
         cwd=str(tmp_path),
         progress_bar=False,
@@ -208,56 +265,72 @@ def test_solution_passes_every_check_under_papermill(tmp_path):
 # --- the nbgrader pipeline, end to end ----------------------------------------------------
 
 
+def released(course: Path, assignment: str):
+    """The student version nbgrader generated."""
+    return nbformat.read(course / "assignments/release" / assignment / f"{assignment}.ipynb", 4)
+
+
+def solved(course: Path, assignment: str):
+    """The student version with the instructor's solutions filled in (markers removed)."""
+    nb = released(course, assignment)
+    solutions = cells_by_id(nbformat.read(source_of(assignment), as_version=4))
+    for grade_id, cell in cells_by_id(nb).items():
+        if nbgrader_meta(cell)["solution"]:
+            cell.source = strip_solution_markers(solutions[grade_id].source)
+    return nb
+
+
 def make_submissions(course: Path) -> dict[str, str]:
     """Write the five students' submissions; returns erin's (invalid) text."""
-    release = nbformat.read(course / "assignments/release" / ASSIGNMENT / SOURCE.name, 4)
-    solutions = cells_by_id(nbformat.read(SOURCE, as_version=4))
-
-    def solved():
-        nb = nbformat.from_dict(release)
-        for grade_id, cell in cells_by_id(nb).items():
-            if nbgrader_meta(cell)["solution"]:
-                cell.source = strip_solution_markers(solutions[grade_id].source)
-        return nb
-
-    carol = solved()
+    release = released(course, ASSIGNMENT)
+    carol = solved(course, ASSIGNMENT)
     cells_by_id(carol)["global_magnitude_prune"].source = "while True:  # debugging\n    pass"
-    dave = solved()
+    dave = solved(course, ASSIGNMENT)
     for grade_id in ("test_one_shot", "test_one_shot_accuracy", "answer_unstructured"):
         dave.cells.remove(cells_by_id(dave)[grade_id])
     dave_cells = cells_by_id(dave)
     dave_cells["test_iterative"].source = "# these tests are wrong\npass"
     dave_cells["iterative_prune"].source = cells_by_id(release)["iterative_prune"].source
     nbgrader_meta(dave_cells["test_structured"])["points"] = 50
-    erin = nbformat.writes(solved())[:5000]  # an upload cut short: not valid JSON
-    for student, nb in {"alice": solved(), "bob": release, "carol": carol, "dave": dave}.items():
+    erin = nbformat.writes(solved(course, ASSIGNMENT))[:5000]  # an upload cut short: not valid JSON
+    for student, nb in {
+        "alice": solved(course, ASSIGNMENT),
+        "bob": release,
+        "carol": carol,
+        "dave": dave,
+    }.items():
         write_submission(course, student, nbformat.writes(nb))
     write_submission(course, "erin", erin)
     return {"erin": erin}
 
 
-def write_submission(course: Path, student: str, text: str) -> None:
-    folder = course / "assignments" / "submitted" / student / ASSIGNMENT
+def write_submission(course: Path, student: str, text: str, assignment: str = ASSIGNMENT) -> None:
+    folder = course / "assignments" / "submitted" / student / assignment
     folder.mkdir(parents=True)
-    (folder / SOURCE.name).write_text(text)
+    (folder / f"{assignment}.ipynb").write_text(text)
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory) -> dict:
-    """A graded course directory: generate, submit, then `python -m course_lib.grading run`
-    (autograde, feedback, export) once for all students; its output is kept in "log"."""
-    require_baseline()
-    root = tmp_path_factory.mktemp("course")
+def graded_course(root: Path, assignment: str, submit) -> dict:
+    """Generate ``assignment`` in ``root``, ``submit(root)`` the students' notebooks, then
+    `python -m course_lib.grading run` (autograde, feedback, export) once for all of them;
+    its output is kept in "log"."""
     shutil.copy(REPO / "nbgrader_config.py", root)
-    shutil.copytree(SOURCE.parent, root / "assignments" / "source" / ASSIGNMENT)
-    assert grading.nbgrader(root, "generate_assignment", ASSIGNMENT) == 0
-    submitted = make_submissions(root)
-    command = [sys.executable, "-m", "course_lib.grading", "run", ASSIGNMENT]
+    shutil.copytree(source_of(assignment).parent, root / "assignments" / "source" / assignment)
+    assert grading.nbgrader(root, "generate_assignment", assignment) == 0
+    submitted = submit(root)
+    command = [sys.executable, "-m", "course_lib.grading", "run", assignment]
     command += ["--course-dir", str(root), "--csv", str(root / "grades.csv")]
     run = subprocess.run(command + ["--timeout", str(TIMEOUT_S)], capture_output=True, text=True)
     log = run.stdout + run.stderr
     (root / "grading.log").write_text(log)
     return {"root": root, "status": run.returncode, "log": log, "submitted": submitted}
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> dict:
+    """The pruning assignment, graded for alice, bob, carol, dave and erin."""
+    require_baseline()
+    return graded_course(tmp_path_factory.mktemp("course"), ASSIGNMENT, make_submissions)
 
 
 def log_tail(course: dict) -> str:
@@ -384,6 +457,58 @@ def test_csv_has_one_row_per_student_with_the_expected_scores(course):
             course
         )
         assert float(row["max_score"]) == AUTO_POINTS + MANUAL_POINTS
+
+
+# --- the NAS assignment through the same pipeline ----------------------------------------
+
+NAS = "nas"
+#: alice: the solution; bob: the student version; frank forgot the "- 1" of eq. 8, which
+#: fails the counts, the cost table (built from them) and the hidden cost tests (1 + 1 + 2).
+NAS_EXPECTED = {"alice": 11.0, "bob": 0.0, "frank": 7.0}
+
+
+def make_nas_submissions(course: Path) -> dict:
+    frank = solved(course, NAS)
+    counts = cells_by_id(frank)["counts"]
+    assert "(k * k * d_in - 1) * w_out" in counts.source
+    counts.source = counts.source.replace("(k * k * d_in - 1) * w_out", "k * k * d_in * w_out")
+    for student, nb in {"alice": solved(course, NAS), "bob": released(course, NAS)}.items():
+        write_submission(course, student, nbformat.writes(nb), NAS)
+    write_submission(course, "frank", nbformat.writes(frank), NAS)
+    return {}
+
+
+@pytest.fixture(scope="module")
+def nas_course(tmp_path_factory) -> dict:
+    return graded_course(tmp_path_factory.mktemp("nas_course"), NAS, make_nas_submissions)
+
+
+@pytest.mark.slow
+def test_nas_assignment_is_graded_with_partial_credit(nas_course):
+    root = nas_course["root"]
+    assert nas_course["status"] == 0, log_tail(nas_course)
+    with open(root / "grades.csv", newline="") as f:
+        rows = {row["student_id"]: row for row in csv.DictReader(f)}
+    assert sorted(rows) == sorted(NAS_EXPECTED)
+    for student, score in NAS_EXPECTED.items():
+        assert float(rows[student]["score"]) == score, student + log_tail(nas_course)
+        assert float(rows[student]["max_score"]) == sum(POINTS[NAS])
+    with gradebook(root) as gb:
+        grade = gb.find_grade("test_counts", NAS, NAS, "frank")
+        assert (grade.score, grade.max_score) == (0.0, 1.0)
+        assert gb.find_grade("test_derive_hidden", NAS, NAS, "frank").score == 2.0
+
+
+@pytest.mark.slow
+def test_nas_feedback_explains_the_failure_without_hidden_tests(nas_course):
+    hidden = hidden_test_lines(nbformat.read(source_of(NAS), as_version=4))
+    assert hidden
+    path = nas_course["root"] / "assignments/feedback/frank" / NAS / f"{NAS}.html"
+    text = visible_text(path.read_text())
+    assert "expected 212,992 (eq. 8)" in text or "AssertionError: 221184" in text
+    assert "HIDDEN TESTS" not in text
+    for line in hidden:
+        assert line not in text, f"frank's feedback shows hidden test code: {line}"
 
 
 def test_cli_has_the_grade_command():

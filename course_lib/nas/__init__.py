@@ -29,7 +29,7 @@ from .costs import (
     sync_loss,
     total_loss,
 )
-from .derive import derive, extract, fix, search_and_derive
+from .derive import decide, derive, extract, fix, search_and_derive
 from .evaluate import Assessment, assess, cached, latencies, retrain
 from .network import Head, Merge, ParallelNet
 from .parallel import PathExecutor, latency, ort_parallel_session, single_path_twin, stages
@@ -55,6 +55,7 @@ __all__ = [
     "architecture_cost",
     "assess",
     "cached",
+    "decide",
     "conv_adds",
     "conv_mults",
     "derive",

@@ -19,15 +19,24 @@ from .space import Architecture, SearchSpace
 from .supernet import DIRECT, SYNC, SuperNet
 
 
-def derive(supernet: SuperNet) -> Architecture:
-    """The architecture the decision variables point at."""
-    space = supernet.space
-    choice = supernet.op_probs().argmax(dim=-1).tolist()
-    probs = supernet.sync_probs()
+def decide(
+    op_logits: torch.Tensor, sync_logits: torch.Tensor, ops: tuple[str, ...]
+) -> Architecture:
+    """The architecture that decision variables point at: per block the op of largest
+    probability (``op_logits`` is (levels, paths, len(ops))), per level a sync point where
+    ``P_sync > P_direct`` (``sync_logits`` is (levels, 2), sync first). The softmax is
+    monotonic, so comparing logits is comparing probabilities."""
+    choice = op_logits.detach().argmax(dim=-1).tolist()
+    syncs = sync_logits.detach()
     return Architecture.of(
-        [[space.ops[n] for n in level] for level in choice],
-        (probs[:, SYNC] > probs[:, DIRECT]).tolist(),
-    ).check(space)
+        [[ops[n] for n in level] for level in choice], (syncs[:, SYNC] > syncs[:, DIRECT]).tolist()
+    )
+
+
+def derive(supernet: SuperNet) -> Architecture:
+    """The architecture a supernet's decision variables point at."""
+    space = supernet.space
+    return decide(supernet.op_logits, supernet.sync_logits, space.ops).check(space)
 
 
 @torch.no_grad()

@@ -64,7 +64,8 @@ class NasSettings:
         return replace(self.search, weights=weights, arch_lr=PAPER_ARCH_LR, arch_momentum=0.0)
 
 
-def _search(epochs: int) -> SearchConfig:
+def search_config(epochs: int) -> SearchConfig:
+    """The chapter's search optimizers for ``epochs`` epochs (joint updates, alpha 0.28)."""
     # The weights see alpha * CE, so their learning rate is divided by alpha: alpha then
     # only sets the balance against the cost term, not the step size.
     weights = TrainConfig(
@@ -78,7 +79,7 @@ NAS = {
         data=DataSettings(train_per_class=150, val_per_class=50, test_per_class=100),
         search_data=DataSettings(train_per_class=150, val_per_class=50),
         space=SearchSpace(widths=(8, 16, 32, 64)),
-        search=_search(epochs=1),
+        search=search_config(epochs=1),
         retrain=TrainConfig(epochs=2, lr=0.1, label_smoothing=0.1),
         seeds=(0,),
         final=TrainConfig(epochs=2, lr=0.1, label_smoothing=0.1),
@@ -95,7 +96,7 @@ NAS = {
         data=DataSettings(),
         search_data=DataSettings(),
         space=SearchSpace(widths=(24, 48, 96, 192)),
-        search=_search(epochs=2),
+        search=search_config(epochs=2),
         retrain=TrainConfig(epochs=4, lr=0.1, label_smoothing=0.1),
         seeds=(0, 1),
         final=TrainConfig(epochs=15, lr=0.1, label_smoothing=0.1),

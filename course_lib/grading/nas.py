@@ -1,0 +1,273 @@
+"""Checks and settings of the NAS assignment (``assignments/source/nas``).
+
+Students write the mixed op (eq. 1-2), the cost formulas (eq. 7-10), the normalized op
+cost (eq. 6) and the derivation of a network from the decision variables. Every check
+compares their function with the course's own (:mod:`course_lib.nas`) on fixed and on
+random inputs. Exact checks: operation counts (integers) and derived architectures.
+Tolerance bands: the mixed op and the cost loss (floating point, ``FLOAT_TOLERANCE``), and
+the accuracy of the retrained network (``NAS_MIN_ACCURACY``, well above chance).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from ..nas import costs
+from ..nas.derive import decide
+from ..nas.search import SearchConfig
+from ..nas.settings import search_config
+from ..nas.space import Architecture, SearchSpace, make_op
+from ..profiles import check_profile
+from ..train import TrainConfig
+from .checks import CheckFailed
+
+#: Absolute tolerance of floating-point results (outputs of the mixed op, cost losses).
+FLOAT_TOLERANCE = 1e-5
+
+#: The retrained derived network must beat chance (10 %) clearly: it catches a network that
+#: does not learn (e.g. a broken derivation), not a slow laptop.
+NAS_MIN_ACCURACY = 0.18
+
+#: (k, w_out, h_out, d_in, d_out) of the convolutions the hidden tests count.
+CONV_CASES = ((3, 32, 32, 3, 8), (5, 16, 16, 8, 16), (1, 8, 8, 128, 64), (5, 4, 6, 7, 3))
+#: (inputs, outputs) of the fully connected layers the hidden tests count.
+FC_CASES = ((128, 128), (128, 10), (1, 1), (7, 3))
+
+
+@dataclass(frozen=True)
+class NasHomework:
+    """What the NAS assignment runs: data subsets, the supernet, the search (one per beta)
+    and the retraining of the derived network."""
+
+    train_per_class: int | None
+    val_per_class: int | None
+    test_per_class: int | None
+    space: SearchSpace
+    search: SearchConfig
+    betas: tuple[float, ...]
+    retrain: TrainConfig
+    batch_size: int = 64
+
+    def search_for(self, beta: float) -> SearchConfig:
+        return replace(self.search, beta=beta)
+
+
+NAS_HOMEWORK = {
+    # graded: a few minutes on a laptop CPU
+    "quick": NasHomework(
+        train_per_class=150,
+        val_per_class=50,
+        test_per_class=100,
+        space=SearchSpace(widths=(8, 16, 32, 64)),
+        search=search_config(epochs=1),
+        betas=(0.001, 1.0),
+        retrain=TrainConfig(epochs=2, lr=0.1, label_smoothing=0.1, channels_last=False),
+    ),
+    # all of CIFAR-10, the chapter's full-profile space (about half an hour on 2 cores)
+    "full": NasHomework(
+        train_per_class=None,
+        val_per_class=None,
+        test_per_class=None,
+        space=SearchSpace(widths=(24, 48, 96, 192)),
+        search=search_config(epochs=2),
+        betas=(0.001, 0.01, 0.1, 1.0),
+        retrain=TrainConfig(epochs=4, lr=0.1, label_smoothing=0.1),
+        batch_size=256,
+    ),
+}
+
+
+def nas_homework(profile: str) -> NasHomework:
+    """The settings of the NAS assignment for ``profile`` ("quick" or "full")."""
+    return NAS_HOMEWORK[check_profile(profile)]
+
+
+# --- the mixed op (eq. 1-2) --------------------------------------------------------------
+
+MixedOpFn = Callable[[torch.Tensor, torch.Tensor, list[nn.Module]], torch.Tensor]
+
+
+def reference_mixed_op(
+    x: torch.Tensor, logits: torch.Tensor, candidates: list[nn.Module]
+) -> torch.Tensor:
+    """Eq. 1-2: ``sum_n softmax(logits)[n] * candidates[n](x)``."""
+    weights = torch.softmax(logits, dim=0)
+    return sum(w * op(x) for w, op in zip(weights, candidates, strict=True))
+
+
+def _candidates(ops: tuple[str, ...], d_in: int, d_out: int, seed: int) -> list[nn.Module]:
+    torch.manual_seed(seed)
+    return [make_op(op, d_in, d_out).eval() for op in ops]
+
+
+def _check_close(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        raise CheckFailed(f"{what}: got {shape}, expected a tensor of shape {tuple(want.shape)}")
+    error = (got.detach() - want.detach()).abs().max().item()
+    if error > FLOAT_TOLERANCE:
+        raise CheckFailed(f"{what}: differs from the expected output by up to {error:.3g}")
+
+
+def check_mixed_op(
+    mixed_op: MixedOpFn,
+    ops: tuple[str, ...] = ("conv3x3", "conv5x5"),
+    channels: tuple[int, int] = (3, 8),
+    seed: int = 0,
+) -> None:
+    """``mixed_op(x, logits, candidates)`` is eq. 1-2 for random logits, the plain mean for
+    equal logits, exactly one op for one-hot logits (the others ``-inf``), and passes
+    gradients to the logits."""
+    candidates = _candidates(ops, *channels, seed)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, channels[0], 8, 8, generator=generator)
+    with torch.no_grad():
+        outputs = [op(x) for op in candidates]
+        random = torch.randn(len(ops), generator=generator) * 2
+        _check_close(
+            mixed_op(x, random, candidates),
+            reference_mixed_op(x, random, candidates),
+            f"mixed_op with logits {[round(v, 2) for v in random.tolist()]}: the outputs "
+            f"weighted by softmax(logits) (eq. 1-2)",
+        )
+        _check_close(
+            mixed_op(x, torch.zeros(len(ops)), candidates),
+            sum(outputs) / len(ops),
+            "mixed_op with equal logits: the mean of the candidates' outputs",
+        )
+        for chosen in range(len(ops)):
+            one_hot = torch.full((len(ops),), float("-inf"))
+            one_hot[chosen] = 0.0
+            _check_close(
+                mixed_op(x, one_hot, candidates),
+                outputs[chosen],
+                f"mixed_op with logits {one_hot.tolist()}: exactly candidate {chosen}'s output",
+            )
+    if len(ops) == 1:  # a softmax over one logit is constant: no gradient to check
+        return
+    logits = torch.zeros(len(ops), requires_grad=True)
+    mixed_op(x, logits, candidates).square().mean().backward()
+    if logits.grad is None or not torch.isfinite(logits.grad).all() or logits.grad.abs().sum() == 0:
+        raise CheckFailed(
+            "mixed_op passes no gradient to the logits: compute the weights with "
+            "torch.softmax on the logits tensor itself (no .item(), .detach() or numpy)"
+        )
+
+
+# --- operation counts (eq. 7-10) and the op cost (eq. 6) ---------------------------------
+
+
+def _check_count(got, want: int, what: str, formula: str) -> None:
+    if isinstance(got, torch.Tensor):
+        got = got.item()
+    if got != want:
+        raise CheckFailed(f"{what} = {got!r}, expected {want:,} ({formula})")
+
+
+def check_cost_formulas(
+    conv_mults: Callable[..., int],
+    conv_adds: Callable[..., int],
+    fc_mults: Callable[[int, int], int],
+    fc_adds: Callable[[int, int], int],
+    conv_cases=CONV_CASES,
+    fc_cases=FC_CASES,
+) -> None:
+    """Every count equals eq. 7-10 exactly on ``conv_cases`` (k, w_out, h_out, d_in, d_out)
+    and ``fc_cases`` (inputs, outputs)."""
+    for case in conv_cases:
+        _check_count(conv_mults(*case), costs.conv_mults(*case), f"conv_mults{case}", "eq. 7")
+        _check_count(conv_adds(*case), costs.conv_adds(*case), f"conv_adds{case}", "eq. 8")
+    for case in fc_cases:
+        _check_count(fc_mults(*case), costs.fc_mults(*case), f"fc_mults{case}", "eq. 9")
+        _check_count(fc_adds(*case), costs.fc_adds(*case), f"fc_adds{case}", "eq. 10")
+
+
+def check_cost_table(cost_table: Callable[[SearchSpace], torch.Tensor], space: SearchSpace) -> None:
+    """``cost_table(space)[l, p, n]`` is the FLOPs (multiplications + additions) of op
+    ``n`` of path ``p`` at level ``l``, exactly."""
+    want = costs.op_cost_table(space)
+    got = cost_table(space)
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        raise CheckFailed(
+            f"cost_table: got {shape}, expected a tensor of shape (levels, paths, ops) = "
+            f"{tuple(want.shape)}"
+        )
+    for level, path, n in itertools.product(*(range(s) for s in want.shape)):
+        if got[level, path, n].item() != want[level, path, n].item():
+            raise CheckFailed(
+                f"cost_table[{level}, {path}, {n}] ({space.ops[n]} at level {level}, "
+                f"{space.in_channels_of(level)} -> {space.widths[level]} channels, "
+                f"{space.conv_size(level)}x{space.conv_size(level)} pixels) is "
+                f"{got[level, path, n].item():,.0f}, expected {want[level, path, n].item():,.0f} "
+                f"multiplications + additions. Mind the resolution after each max-pool."
+            )
+
+
+def check_ops_loss(
+    ops_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    space: SearchSpace,
+    seed: int = 0,
+) -> None:
+    """``ops_loss(op_probs, table)`` is eq. 6 (expected cost over the largest one) for random
+    probabilities, 1 when every block picks its most expensive op, and differentiable."""
+    table = costs.op_cost_table(space)
+    generator = torch.Generator().manual_seed(seed)
+    for trial in range(3):
+        logits = torch.randn(table.shape, generator=generator, dtype=torch.float64) * (1 + trial)
+        probs = torch.softmax(logits, dim=-1).requires_grad_(True)
+        got = ops_loss(probs, table)
+        want = costs.ops_loss(probs.detach(), table)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            raise CheckFailed(f"ops_loss must return a one-element tensor, got {got!r}")
+        if abs(got.item() - want.item()) > FLOAT_TOLERANCE:
+            raise CheckFailed(
+                f"ops_loss = {got.item():.6f}, expected {want.item():.6f}: the expected FLOPs "
+                f"sum(P * C) over all blocks, divided by the sum over blocks of each block's "
+                f"most expensive op (eq. 6)"
+            )
+        got.backward()
+        if probs.grad is None or probs.grad.abs().sum() == 0:
+            raise CheckFailed("ops_loss passes no gradient to the probabilities")
+    most_expensive = nn.functional.one_hot(table.argmax(dim=-1), table.shape[-1]).double()
+    value = ops_loss(most_expensive, table).item()
+    if abs(value - 1.0) > FLOAT_TOLERANCE:
+        raise CheckFailed(f"ops_loss is {value:.6f} when every block picks its costliest op: 1")
+
+
+# --- derivation ----------------------------------------------------------------------------
+
+DeriveFn = Callable[[torch.Tensor, torch.Tensor, tuple[str, ...]], Architecture]
+
+
+def check_derived(got, op_logits, sync_logits, ops, what: str = "derive") -> None:
+    """``got`` is the architecture the decision variables point at (exact)."""
+    want = decide(op_logits, sync_logits, ops)
+    if not isinstance(got, Architecture):
+        raise CheckFailed(f"{what} returned {type(got).__name__}, expected an Architecture")
+    if got.ops != want.ops:
+        raise CheckFailed(
+            f"{what}: ops {[list(r) for r in got.ops]}, expected {[list(r) for r in want.ops]} "
+            f"(the op of largest probability in every block, op_logits[level, path])"
+        )
+    if got.syncs != want.syncs:
+        raise CheckFailed(
+            f"{what}: syncs {list(got.syncs)}, expected {list(want.syncs)} (a sync point "
+            f"where P_sync > P_direct; column 0 of sync_logits is 'sync')"
+        )
+
+
+def check_derive(derive: DeriveFn, space: SearchSpace, trials: int = 5, seed: int = 0) -> None:
+    """``derive(op_logits, sync_logits, ops)`` matches the course's derivation on random
+    decision variables of ``space``'s shape."""
+    generator = torch.Generator().manual_seed(seed)
+    for trial in range(trials):
+        op_logits = torch.randn(space.levels, space.paths, len(space.ops), generator=generator)
+        sync_logits = torch.randn(space.levels, 2, generator=generator)
+        got = derive(op_logits.clone(), sync_logits.clone(), space.ops)
+        check_derived(got, op_logits, sync_logits, space.ops, f"derive (random trial {trial})")
