@@ -22,6 +22,7 @@ from ..nas.derive import decide
 from ..nas.search import SearchConfig
 from ..nas.settings import search_config
 from ..nas.space import Architecture, SearchSpace, make_op
+from ..nas.supernet import mix
 from ..profiles import check_profile
 from ..train import TrainConfig
 from .checks import CheckFailed
@@ -96,8 +97,7 @@ def reference_mixed_op(
     x: torch.Tensor, logits: torch.Tensor, candidates: list[nn.Module]
 ) -> torch.Tensor:
     """Eq. 1-2: ``sum_n softmax(logits)[n] * candidates[n](x)``."""
-    weights = torch.softmax(logits, dim=0)
-    return sum(w * op(x) for w, op in zip(weights, candidates, strict=True))
+    return mix(x, torch.softmax(logits, dim=0), candidates)
 
 
 def _candidates(ops: tuple[str, ...], d_in: int, d_out: int, seed: int) -> list[nn.Module]:

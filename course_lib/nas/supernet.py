@@ -24,6 +24,11 @@ from .space import SearchSpace, make_op
 SYNC, DIRECT = 0, 1
 
 
+def mix(x: torch.Tensor, weights: torch.Tensor, candidates) -> torch.Tensor:
+    """Eq. 2: ``sum_n weights[n] * candidates[n](x)``."""
+    return sum(w * op(x) for w, op in zip(weights, candidates, strict=True))
+
+
 class MixedOp(nn.Module):
     """A supernet block: all candidate ops on the same input, weighted by ``P_op`` (eq. 2),
     then the level's 2x2 max-pool if it has one."""
@@ -34,8 +39,7 @@ class MixedOp(nn.Module):
         self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        out = sum(w * op(x) for w, op in zip(weights, self.candidates, strict=True))
-        return self.pool(out)
+        return self.pool(mix(x, weights, self.candidates))
 
 
 class SyncPoint(nn.Module):
