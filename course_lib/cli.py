@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 from . import grading
+from .paths import NOTEBOOK_DIR, REPO_ROOT, RUNS_DIR
 from .profiles import PROFILES, check_profile
-from .results import COMMAND_ENV, REPO_ROOT, RUNS_DIR
-
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+from .results import COMMAND_ENV
 
 
 def chapter_notebooks() -> list[Path]:

@@ -256,25 +256,48 @@ class Loaders:
     test: TensorLoader
 
 
+@dataclass(frozen=True)
+class DataSettings:
+    """How much of CIFAR-10 a run uses (``None``: all of that split), and the batch size.
+
+    ``train_per_class`` and ``val_per_class`` draw from the fixed 45,000 / 5,000
+    train / validation split; ``test_per_class`` from the 10,000 test images. Every
+    chapter's and assignment's settings hold one of these.
+    """
+
+    train_per_class: int | None = None
+    val_per_class: int | None = None
+    test_per_class: int | None = None
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("train_per_class", "val_per_class", "test_per_class"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be None (all) or >= 1, got {value}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
 def make_loaders(
     data: Cifar10,
-    train_per_class: int | None = None,
-    val_per_class: int | None = None,
-    test_per_class: int | None = None,
-    batch_size: int = 256,
+    settings: DataSettings = DataSettings(),
     seed: int = 0,
     device: str | torch.device = "cpu",
     channels_last: bool = True,
 ) -> Loaders:
     """Loaders over the fixed train/validation split and the test set, each optionally cut
-    to a stratified subset of ``*_per_class`` images per class (drawn with ``seed``)."""
+    to a stratified subset of ``settings.*_per_class`` images per class (drawn with ``seed``)."""
     train_idx, val_idx = train_val_split(data.y_train)
-    if train_per_class is not None:
-        train_idx = train_idx[stratified_subset(data.y_train[train_idx], train_per_class, seed)]
-    if val_per_class is not None:
-        val_idx = val_idx[stratified_subset(data.y_train[val_idx], val_per_class, seed)]
+    if settings.train_per_class is not None:
+        picked = stratified_subset(data.y_train[train_idx], settings.train_per_class, seed)
+        train_idx = train_idx[picked]
+    if settings.val_per_class is not None:
+        val_idx = val_idx[stratified_subset(data.y_train[val_idx], settings.val_per_class, seed)]
     test_idx = (
-        None if test_per_class is None else stratified_subset(data.y_test, test_per_class, seed)
+        None
+        if settings.test_per_class is None
+        else stratified_subset(data.y_test, settings.test_per_class, seed)
     )
     common = {"device": device, "channels_last": channels_last}
     return Loaders(
@@ -282,7 +305,7 @@ def make_loaders(
             data,
             "train",
             train_idx,
-            batch_size=batch_size,
+            batch_size=settings.batch_size,
             shuffle=True,
             augment=True,
             seed=seed,

@@ -8,17 +8,19 @@ pass of the given input. Latencies are in milliseconds, sizes in bytes.
 
 from __future__ import annotations
 
+import copy
 import io
-import os
-import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 # --- size -------------------------------------------------------------------------------
 
@@ -121,104 +123,238 @@ def summary(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32)) -> d
     }
 
 
-# --- latency ----------------------------------------------------------------------------
+# --- latency: one protocol for the whole course --------------------------------------------
+#
+# Every timing in the course goes through :func:`compare`. Its protocol:
+#
+# 1. every candidate gets ``warmup`` untimed calls (allocations, caches, lazy init);
+# 2. then ``rounds`` rounds; in each round every candidate runs ``calls`` timed calls, the
+#    candidates **interleaved** (A, B, C, then B, C, A, ...), so that drift of a shared
+#    machine (another job, frequency changes) hits all of them alike;
+# 3. a candidate's latency is the median over rounds of its per-call time in that round,
+#    with a 95 % bootstrap interval; a speed-up is the ratio of two medians, its interval
+#    from resampling the *paired* rounds.
+#
+# PyTorch runs on ``threads`` intra-op threads (default one) during the measurement, ONNX
+# Runtime sessions are built with their own thread count; each runner states its runtime.
+# Measuring never changes the caller's model: runners work on a deep copy.
+
+RUNTIMES = ("torch", "onnx")
+
+
+@dataclass(frozen=True)
+class Runner:
+    """One thing to time: ``fn()`` runs one forward pass of ``batch_size`` inputs.
+
+    ``runtime`` says what runs it (e.g. ``"torch 2.14.1 eager"``); ``threads`` is the
+    runner's own thread count, or ``None`` for PyTorch code, which runs on the count
+    :func:`compare` sets.
+    """
+
+    fn: Callable[[], object]
+    runtime: str
+    batch_size: int
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
 class Latency:
-    """Wall-clock latency of one call, over ``repeats`` timed runs after ``warmup`` runs."""
+    """Milliseconds per call: the median over rounds, its 95 % bootstrap interval
+    (``low_ms``-``high_ms``) and the 10th / 90th percentiles of the per-round times."""
 
     median_ms: float
-    mean_ms: float
+    low_ms: float
+    high_ms: float
     p10_ms: float
     p90_ms: float
-    repeats: int
-    warmup: int
+    runtime: str
     threads: int
     batch_size: int
-    runtime: str
+    rounds: int
+    calls: int
+    warmup: int
 
     def as_dict(self) -> dict:
         return asdict(self)
 
-
-def time_calls(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
-    """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
+    def __str__(self) -> str:
+        return f"{self.median_ms:.3g} ms ({self.low_ms:.3g}-{self.high_ms:.3g})"
 
 
-def _latency(
-    times: list[float], warmup: int, threads: int, batch_size: int, runtime: str
-) -> Latency:
-    deciles = statistics.quantiles(times, n=10) if len(times) > 1 else [times[0]] * 9
-    return Latency(
-        median_ms=statistics.median(times),
-        mean_ms=statistics.fmean(times),
-        p10_ms=deciles[0],
-        p90_ms=deciles[-1],
-        repeats=len(times),
-        warmup=warmup,
-        threads=threads,
-        batch_size=batch_size,
-        runtime=runtime,
-    )
+@dataclass(frozen=True)
+class Ratio:
+    """A speed-up (or any ratio of two latencies) with its 95 % bootstrap interval."""
+
+    median: float
+    low: float
+    high: float
+
+    def as_dict(self) -> dict:
+        return {"median": self.median, "interval": [self.low, self.high]}
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f}x ({self.low:.2f}-{self.high:.2f})"
 
 
-def torch_latency(
-    model: nn.Module,
-    batch_size: int = 1,
-    input_shape: tuple[int, ...] = (3, 32, 32),
+@dataclass(frozen=True)
+class Comparison:
+    """The result of :func:`compare`: per-candidate :class:`Latency` and the per-round
+    times (milliseconds per call, rounds aligned across candidates) behind them."""
+
+    latencies: dict[str, Latency]
+    round_ms: dict[str, list[float]]
+    bootstrap: int = 2000
+    seed: int = 0
+
+    def __getitem__(self, name: str) -> Latency:
+        return self.latencies[name]
+
+    def speedup(self, candidate: str, baseline: str) -> Ratio:
+        """How many times faster ``candidate`` runs than ``baseline`` (>1: faster)."""
+        base = np.asarray(self.round_ms[baseline])
+        cand = np.asarray(self.round_ms[candidate])
+        rng = np.random.default_rng(self.seed)
+        picks = rng.integers(0, len(base), size=(self.bootstrap, len(base)))
+        ratios = np.median(base[picks], axis=1) / np.median(cand[picks], axis=1)
+        low, high = np.percentile(ratios, [2.5, 97.5])
+        return Ratio(float(np.median(base) / np.median(cand)), float(low), float(high))
+
+    def as_dict(self, baseline: str | None = None) -> dict:
+        """``{"latency_ms": {name: Latency.as_dict()}, "speedup": {name: Ratio.as_dict()}}``
+        (speed-ups over ``baseline``, when given)."""
+        out: dict = {"latency_ms": {k: v.as_dict() for k, v in self.latencies.items()}}
+        if baseline is not None:
+            out["speedup"] = {
+                k: self.speedup(k, baseline).as_dict() for k in self.latencies if k != baseline
+            }
+        return out
+
+
+def _bootstrap_median(samples: np.ndarray, resamples: int, seed: int) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(samples), size=(resamples, len(samples)))
+    low, high = np.percentile(np.median(samples[picks], axis=1), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def compare(
+    runners: dict[str, Runner],
+    rounds: int = 30,
+    calls: int = 10,
     warmup: int = 10,
-    repeats: int = 50,
-    threads: int | None = None,
-) -> Latency:
-    """Latency of ``model`` in eager PyTorch (eval mode, no grad, float32) on the CPU."""
-    threads = threads or torch.get_num_threads()
+    threads: int = 1,
+    progress: bool = False,
+) -> Comparison:
+    """Time every runner with the course's protocol (see the comment above) and return a
+    :class:`Comparison`. PyTorch runs on ``threads`` intra-op threads meanwhile."""
+    if not runners:
+        raise ValueError("compare needs at least one runner")
+    if rounds < 2 or calls < 1 or warmup < 0:
+        raise ValueError(
+            f"need rounds >= 2, calls >= 1, warmup >= 0; got {rounds}, {calls}, {warmup}"
+        )
+    names = list(runners)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    model = model.eval()
-    x = torch.randn(batch_size, *input_shape, device=next(model.parameters()).device)
+    round_ms: dict[str, list[float]] = {name: [] for name in names}
     try:
-        with torch.inference_mode():
-            times = time_calls(lambda: model(x), warmup, repeats)
+        for name in names:
+            for _ in range(warmup):
+                runners[name].fn()
+        for r in tqdm(range(rounds), desc="latency rounds", disable=not progress, leave=False):
+            for i in range(len(names)):
+                name = names[(r + i) % len(names)]
+                fn = runners[name].fn
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                round_ms[name].append((time.perf_counter() - start) * 1e3 / calls)
     finally:
         torch.set_num_threads(previous)
-    return _latency(times, warmup, threads, batch_size, f"torch {torch.__version__}")
+    latencies = {}
+    for name in names:
+        samples = np.asarray(round_ms[name])
+        low, high = _bootstrap_median(samples, 2000, 0)
+        p10, p90 = np.percentile(samples, [10, 90])
+        runner = runners[name]
+        latencies[name] = Latency(
+            median_ms=float(np.median(samples)),
+            low_ms=low,
+            high_ms=high,
+            p10_ms=float(p10),
+            p90_ms=float(p90),
+            runtime=runner.runtime,
+            threads=runner.threads or threads,
+            batch_size=runner.batch_size,
+            rounds=rounds,
+            calls=calls,
+            warmup=warmup,
+        )
+    return Comparison(latencies, round_ms)
+
+
+def latency(runner: Runner, **protocol) -> Latency:
+    """The latency of one runner alone (``protocol``: the arguments of :func:`compare`)."""
+    return compare({"only": runner}, **protocol)["only"]
+
+
+# --- runners ------------------------------------------------------------------------------
+
+
+def deployable_copy(model: nn.Module) -> nn.Module:
+    """A CPU, eval-mode, contiguous-format deep copy of ``model``: what gets timed or
+    exported, so that the caller's model (its device, mode and memory format) is untouched."""
+    clone = copy.deepcopy(model).cpu().eval()
+    return clone.to(memory_format=torch.contiguous_format)
+
+
+def example_input(batch_size: int, input_shape: tuple[int, ...] = (3, 32, 32)) -> torch.Tensor:
+    """A fixed (seeded) float32 input batch."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch_size, *input_shape, generator=generator)
+
+
+def torch_runner(
+    model: nn.Module, batch_size: int = 1, input_shape: tuple[int, ...] = (3, 32, 32)
+) -> Runner:
+    """Eager PyTorch, float32, ``inference_mode``, on a CPU copy of ``model``."""
+    clone, x = deployable_copy(model), example_input(batch_size, input_shape)
+
+    def run() -> None:
+        with torch.inference_mode():
+            clone(x)
+
+    return Runner(run, f"torch {torch.__version__} eager", batch_size)
 
 
 def export_onnx(
     model: nn.Module, path: str | Path, input_shape: tuple[int, ...] = (1, 3, 32, 32)
 ) -> Path:
-    """Export ``model`` (eval mode, CPU, float32) to ONNX with a dynamic batch dimension."""
+    """Export a CPU copy of ``model`` (eval mode, float32) to ONNX with a dynamic batch
+    dimension. ``model`` itself is not changed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().cpu().to(memory_format=torch.contiguous_format)
-    example = torch.randn(*input_shape)
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            deployable_copy(model),
+            (example_input(input_shape[0], input_shape[1:]),),
+            str(path),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
     return path
 
 
 def onnx_session(path: str | Path, threads: int = 1, parallel: bool = False):
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads."""
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads (``parallel``: ONNX
+    Runtime's parallel executor, one intra-op thread and ``threads`` inter-op threads)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = 1 if parallel else threads
     options.inter_op_num_threads = threads
     options.execution_mode = (
         ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
@@ -228,25 +364,60 @@ def onnx_session(path: str | Path, threads: int = 1, parallel: bool = False):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_latency(
+def onnx_runner(
     model_or_path: nn.Module | str | Path,
     batch_size: int = 1,
     input_shape: tuple[int, ...] = (3, 32, 32),
-    warmup: int = 10,
-    repeats: int = 50,
-    threads: int | None = None,
-) -> Latency:
-    """Latency under ONNX Runtime (CPU). A model is exported to a temporary file first."""
-    import numpy as np
+    threads: int = 1,
+    parallel: bool = False,
+) -> Runner:
+    """ONNX Runtime (CPU) on ``threads`` threads; a model is exported to a temporary file."""
     import onnxruntime as ort
 
-    threads = threads or torch.get_num_threads()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = model_or_path
-        if isinstance(model_or_path, nn.Module):
-            path = export_onnx(model_or_path, os.path.join(tmp, "model.onnx"), (1, *input_shape))
-        session = onnx_session(path, threads)
-        x = np.random.default_rng(0).standard_normal((batch_size, *input_shape), dtype=np.float32)
-        name = session.get_inputs()[0].name
-        times = time_calls(lambda: session.run(None, {name: x}), warmup, repeats)
-    return _latency(times, warmup, threads, batch_size, f"onnxruntime {ort.__version__}")
+    if isinstance(model_or_path, nn.Module):
+        with tempfile.TemporaryDirectory() as folder:
+            path = export_onnx(model_or_path, Path(folder) / "model.onnx", (1, *input_shape))
+            session = onnx_session(path, threads, parallel)
+    else:
+        session = onnx_session(model_or_path, threads, parallel)
+    name = session.get_inputs()[0].name
+    x = example_input(batch_size, input_shape).numpy()
+    mode = ", parallel executor" if parallel else ""
+    return Runner(
+        lambda: session.run(None, {name: x}),
+        f"onnxruntime {ort.__version__}{mode}",
+        batch_size,
+        threads,
+    )
+
+
+def model_runner(
+    model: nn.Module,
+    runtime: str = "onnx",
+    batch_size: int = 1,
+    threads: int = 1,
+    input_shape: tuple[int, ...] = (3, 32, 32),
+) -> Runner:
+    """A runner of ``model`` in ``runtime`` (one of :data:`RUNTIMES`)."""
+    if runtime == "torch":
+        return torch_runner(model, batch_size, input_shape)
+    if runtime == "onnx":
+        return onnx_runner(model, batch_size, input_shape, threads)
+    raise ValueError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+
+
+def compare_models(
+    models: dict[str, nn.Module],
+    runtime: str = "onnx",
+    batch_size: int = 1,
+    threads: int = 1,
+    input_shape: tuple[int, ...] = (3, 32, 32),
+    **protocol,
+) -> Comparison:
+    """Latency of several models side by side in one runtime (interleaved, see
+    :func:`compare`; ``protocol``: its ``rounds``, ``calls``, ``warmup``, ``progress``)."""
+    runners = {
+        name: model_runner(model, runtime, batch_size, threads, input_shape)
+        for name, model in models.items()
+    }
+    return compare(runners, threads=threads, **protocol)

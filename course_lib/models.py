@@ -106,21 +106,11 @@ def resnet20(num_classes: int = 10) -> CifarResNet:
     return CifarResNet(3, (16, 32, 64), num_classes)
 
 
-MODELS = {"baseline_cnn": BaselineCNN, "resnet20": resnet20}
-
-
-def build_model(name: str, **kwargs) -> nn.Module:
-    """A model by name (one of :data:`MODELS`)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name](**kwargs)
-
-
 def load_baseline_cnn(path: str | Path | None = None) -> BaselineCNN:
     """The trained baseline of chapter 1 (default: the committed ``checkpoints/baseline_cnn.pt``)."""
-    from .results import CHECKPOINT_DIR
+    from .paths import BASELINE_CHECKPOINT, CHECKPOINT_DIR
 
-    path = Path(path) if path else CHECKPOINT_DIR / "baseline_cnn.pt"
+    path = Path(path) if path else CHECKPOINT_DIR / BASELINE_CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(
             f"no baseline checkpoint at {path}: run chapter 1 first "

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "results"
-CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
-RUNS_DIR = REPO_ROOT / "runs"
+from . import paths
+
 COMMAND_ENV = "COURSE_COMMAND"
 
 
@@ -62,11 +60,15 @@ def git_commit() -> str:
     """The checked-out commit, with ``-dirty`` when tracked files have changes."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=paths.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
+            cwd=paths.REPO_ROOT,
             capture_output=True,
             text=True,
             check=True,
@@ -91,7 +93,6 @@ def save_results(
     """
     if profile != "full":
         return None
-    RESULTS_DIR.mkdir(exist_ok=True)
     record = {
         "profile": profile,
         "command": command,
@@ -101,22 +102,13 @@ def save_results(
         "machine": machine_info(),
         "metrics": metrics,
     }
-    path = RESULTS_DIR / f"{chapter}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    path = paths.RESULTS_DIR / f"{chapter}.json"
+    with paths.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
     return path
 
 
 def load_results(chapter: str) -> dict | None:
     """The saved full-profile results of ``chapter``, or ``None`` if there are none yet."""
-    path = RESULTS_DIR / f"{chapter}.json"
+    path = paths.RESULTS_DIR / f"{chapter}.json"
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def output_dir(profile: str) -> Path:
-    """Where a run of ``profile`` writes checkpoints: the committed ``checkpoints/`` for
-    ``full``, a scratch ``runs/quick/`` for ``quick`` (so quick runs never overwrite)."""
-    folder = CHECKPOINT_DIR if profile == "full" else RUNS_DIR / profile
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

@@ -9,7 +9,7 @@ with the same path and config, resumes where it stopped with the same final weig
 
 from __future__ import annotations
 
-import os
+import copy
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from .paths import atomic_path
 
 
 @dataclass(frozen=True)
@@ -91,18 +93,22 @@ def use_autocast(config: TrainConfig, device: torch.device) -> bool:
     return cpu_has_native_bf16()
 
 
-def save_atomic(obj: object, path: str | Path) -> None:
-    """``torch.save`` to a temporary file, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def make_optimizer(params, config: TrainConfig) -> torch.optim.SGD:
+    """SGD with the config's momentum, Nesterov flag and weight decay at its peak ``lr``."""
+    return torch.optim.SGD(
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov and config.momentum > 0,
+    )
 
 
-def _make_scheduler(
+def make_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
+    """The config's learning-rate schedule over ``total_steps`` optimizer steps (one-cycle
+    with a 25 % warm-up, cosine decay to zero, or constant)."""
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=0.25
@@ -155,14 +161,8 @@ def fit(
     device = next(model.parameters()).device
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov and config.momentum > 0,
-    )
-    scheduler = _make_scheduler(optimizer, config, config.epochs * len(train_loader))
+    optimizer = make_optimizer(model.parameters(), config)
+    scheduler = make_scheduler(optimizer, config, config.epochs * len(train_loader))
     history, start_epoch = History(), 0
     if checkpoint is not None and Path(checkpoint).exists():
         start_epoch, history = _resume(checkpoint, config, model, optimizer, scheduler)
@@ -194,7 +194,8 @@ def fit(
                 "scheduler": scheduler.state_dict(),
                 "history": asdict(history),
             }
-            save_atomic(state, checkpoint)
+            with atomic_path(checkpoint) as tmp:
+                torch.save(state, tmp)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     return history
@@ -229,3 +230,27 @@ def _resume(checkpoint, config, model, optimizer, scheduler) -> tuple[int, Histo
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return state["epoch"], History(**state["history"])
+
+
+class Finetuner:
+    """``finetune(model)``: :func:`fit` for ``config.epochs`` epochs on ``loader``; the
+    callback the pruning chapters call between pruning steps.
+
+    Every call draws a new shuffle and augmentation (the loader's seed plus the call
+    index), so ``k`` rounds of one epoch see as many different batches as one run of ``k``
+    epochs. ``epochs`` and ``wall_time_s`` count what all calls spent: the fine-tuning
+    budget, measured rather than assumed.
+    """
+
+    def __init__(self, loader, config: TrainConfig, seed: int = 0) -> None:
+        self.loader, self.config, self.seed = loader, config, seed
+        self.calls, self.epochs, self.wall_time_s = 0, 0, 0.0
+
+    def __call__(self, model: nn.Module) -> History:
+        loader = copy.copy(self.loader)
+        loader.seed = self.loader.seed * 1_000 + self.calls
+        history = fit(model, loader, self.config, seed=self.seed + self.calls, progress=False)
+        self.calls += 1
+        self.epochs += self.config.epochs
+        self.wall_time_s += history.wall_time_s
+        return history

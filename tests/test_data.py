@@ -68,10 +68,17 @@ def test_normalized_batches(cifar):
 
 
 def test_make_loaders_subsets(cifar):
-    loaders = data.make_loaders(cifar, 10, 5, 3, batch_size=32)
+    loaders = data.make_loaders(cifar, data.DataSettings(10, 5, 3, batch_size=32))
     assert len(loaders.train.labels) == 100 and len(loaders.val.labels) == 50
     assert len(loaders.test.labels) == 30
     assert len(loaders.train) == 3  # drop_last
+
+
+def test_data_settings_reject_nonsense():
+    with pytest.raises(ValueError, match="train_per_class"):
+        data.DataSettings(train_per_class=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        data.DataSettings(batch_size=0)
 
 
 def test_corrupt_offline_file_is_a_clear_error(tmp_path: Path):

@@ -33,7 +33,7 @@ from course_lib import cli, grading
 from course_lib.grading.nas import reference_mixed_op
 from course_lib.models import BaselineCNN
 from course_lib.nas import SearchSpace, costs, decide
-from course_lib.results import CHECKPOINT_DIR
+from course_lib.paths import CHECKPOINT_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "pruning"

@@ -55,12 +55,50 @@ def test_size_on_disk_is_about_four_bytes_per_parameter():
     assert 4 * measure.count_params(model) < size < 4 * measure.count_params(model) * 1.05
 
 
-def test_latency_harness_records_its_protocol():
+def test_latency_records_its_protocol():
     model = models.BaselineCNN()
-    for timer in (measure.torch_latency, measure.onnx_latency):
-        latency = timer(model, batch_size=2, warmup=2, repeats=5, threads=1)
-        assert latency.repeats == 5 and latency.threads == 1 and latency.batch_size == 2
-        assert 0 < latency.p10_ms <= latency.median_ms <= latency.p90_ms
+    for runtime in measure.RUNTIMES:
+        runner = measure.model_runner(model, runtime, batch_size=2)
+        latency = measure.latency(runner, rounds=5, calls=2, warmup=1)
+        assert latency.rounds == 5 and latency.threads == 1 and latency.batch_size == 2
+        assert latency.runtime.startswith("torch" if runtime == "torch" else "onnxruntime")
+        assert 0 < latency.low_ms <= latency.median_ms <= latency.high_ms
+        assert latency.p10_ms <= latency.median_ms <= latency.p90_ms
+
+
+def test_compare_orders_two_models_of_known_different_cost():
+    small = models.BaselineCNN(widths=(8, 16, 32), hidden=32)  # ~1/16 of the MACs
+    large = models.BaselineCNN(widths=(64, 128, 256), hidden=256)
+    comparison = measure.compare_models({"small": small, "large": large}, "onnx", rounds=8)
+    ratio = comparison.speedup("small", "large")
+    assert comparison["small"].median_ms < comparison["large"].median_ms
+    assert ratio.low > 1.5, ratio  # 16x fewer MACs: clearly faster, whatever the noise
+
+
+def test_a_model_compared_with_itself_gives_an_interval_around_one():
+    model = models.BaselineCNN()
+    comparison = measure.compare_models({"a": model, "b": model}, "torch", rounds=20, calls=3)
+    ratio = comparison.speedup("a", "b")
+    assert ratio.low <= 1.0 <= ratio.high, ratio
+    record = comparison.as_dict(baseline="b")
+    assert record["speedup"]["a"]["interval"] == [ratio.low, ratio.high]
+    assert str(ratio).endswith(f"({ratio.low:.2f}-{ratio.high:.2f})")
+
+
+def test_measuring_never_changes_the_callers_model(tmp_path):
+    model = models.BaselineCNN().train().to(memory_format=torch.channels_last)
+    measure.latency(measure.torch_runner(model), rounds=2, calls=1, warmup=0)
+    measure.latency(measure.onnx_runner(model), rounds=2, calls=1, warmup=0)
+    measure.export_onnx(model, tmp_path / "m.onnx")
+    assert model.training
+    assert model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compare_rejects_a_protocol_without_rounds():
+    import pytest
+
+    with pytest.raises(ValueError, match="rounds >= 2"):
+        measure.compare({"x": measure.Runner(lambda: None, "none", 1)}, rounds=1)
 
 
 def test_onnx_export_matches_pytorch(tmp_path):

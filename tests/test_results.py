@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from course_lib import profiles, results
+from course_lib import paths, profiles, results
 
 
 def test_unknown_profile_is_a_clear_error():
@@ -15,13 +15,13 @@ def test_unknown_profile_is_a_clear_error():
 
 
 def test_quick_runs_never_write_results(tmp_path, monkeypatch):
-    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path)
     assert results.save_results("baseline", "quick", {"test_accuracy": 0.5}, 1.0, "cmd") is None
     assert list(tmp_path.iterdir()) == []
 
 
 def test_full_results_carry_their_provenance(tmp_path, monkeypatch):
-    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path)
     path = results.save_results("demo", "full", {"test_accuracy": 0.9}, 12.34, "course run x")
     record = json.loads(path.read_text())
     assert set(record) == {
@@ -39,10 +39,30 @@ def test_full_results_carry_their_provenance(tmp_path, monkeypatch):
     assert results.load_results("missing") is None
 
 
+SAVED_CHAPTERS = {"baseline", "pruning", "nas"}
+
+
 def test_committed_results_follow_the_contract():
-    for path in results.RESULTS_DIR.glob("*.json"):
+    saved = sorted(paths.RESULTS_DIR.glob("*.json"))
+    assert SAVED_CHAPTERS <= {path.stem for path in saved}, saved
+    for path in saved:
         record = json.loads(path.read_text())
         assert record["profile"] == "full", path
         assert {"command", "commit", "date", "wall_time_s", "machine", "metrics"} <= set(record), (
             path
         )
+
+
+def test_atomic_path_leaves_the_old_file_on_error(tmp_path):
+    target = tmp_path / "x.txt"
+    target.write_text("old")
+    try:
+        with paths.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    except RuntimeError:
+        pass
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+    with paths.atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"

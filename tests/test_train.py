@@ -6,7 +6,8 @@ from course_lib import data, models, train
 
 @pytest.fixture(scope="module")
 def small_loaders(cifar):
-    return data.make_loaders(cifar, 100, 20, 20, batch_size=100, seed=0, channels_last=False)
+    settings = data.DataSettings(100, 20, 20, batch_size=100)
+    return data.make_loaders(cifar, settings, seed=0, channels_last=False)
 
 
 def tiny_model() -> torch.nn.Module:

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..results import REPO_ROOT
+from ..paths import REPO_ROOT
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from .costs import (
 from .derive import decide, derive, extract, fix, search_and_derive
 from .evaluate import Assessment, assess, cached, latencies, retrain
 from .network import Head, Merge, ParallelNet
-from .parallel import PathExecutor, latency, ort_parallel_session, single_path_twin, stages
+from .parallel import PathExecutor, executor_runner, ort_parallel_session, single_path_twin, stages
 from .search import SearchConfig, SearchHistory, search
 from .space import OPS, Architecture, SearchSpace, make_op
 from .supernet import MixedOp, SuperNet, SyncPoint
@@ -64,7 +64,7 @@ __all__ = [
     "fc_mults",
     "fix",
     "latencies",
-    "latency",
+    "executor_runner",
     "make_op",
     "op_cost",
     "op_cost_table",

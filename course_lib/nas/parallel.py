@@ -11,7 +11,8 @@ another on one thread: the sequential baseline, identical kernels, identical out
 
 :func:`ort_parallel_session` is the alternative that needs no code: ONNX Runtime's own
 parallel executor on the whole graph (``ORT_PARALLEL``, one intra-op thread, ``paths``
-inter-op threads). Latencies are in milliseconds.
+inter-op threads). :func:`executor_runner` wraps an executor for
+:func:`course_lib.measure.compare`, the course's one timing protocol.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..measure import Latency, _latency, onnx_session, time_calls
+from ..measure import Runner, deployable_copy, example_input, onnx_session
 from .costs import architecture_cost
 from .network import Merge, ParallelNet
 from .space import Architecture, SearchSpace
@@ -118,7 +119,7 @@ class PathExecutor:
         pin: bool = True,
         folder: str | Path | None = None,
     ) -> None:
-        net = net.eval().cpu().to(memory_format=torch.contiguous_format)
+        net = deployable_copy(net)
         self.parallel, self.paths = parallel, net.space.paths
         self._tmp = None if folder else tempfile.TemporaryDirectory()
         folder = Path(folder or self._tmp.name)
@@ -196,12 +197,12 @@ def ort_parallel_session(path: str | Path, paths: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def latency(
-    fn, x: np.ndarray, warmup: int = 10, repeats: int = 100, threads: int = 1, runtime: str = ""
-) -> Latency:
-    """Milliseconds per call of ``fn(x)``: ``warmup`` untimed calls, then ``repeats`` timed."""
-    times = time_calls(lambda: fn(x), warmup, repeats)
-    return _latency(times, warmup, threads, x.shape[0], runtime)
+def executor_runner(executor: PathExecutor, batch_size: int = 1) -> Runner:
+    """A :class:`course_lib.measure.Runner` of ``executor`` on a fixed input batch."""
+    x = example_input(batch_size).numpy()
+    mode = "path-parallel" if executor.parallel else "paths sequential"
+    threads = executor.paths if executor.parallel else 1
+    return Runner(lambda: executor(x), f"{mode} (onnxruntime sessions)", batch_size, threads)
 
 
 def single_path_twin(space: SearchSpace, arch: Architecture, op: str = "conv3x3"):

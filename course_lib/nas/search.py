@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..train import TrainConfig, _make_scheduler, evaluate, use_autocast
+from ..train import TrainConfig, evaluate, make_optimizer, make_scheduler, use_autocast
 from .costs import op_cost_table, ops_loss, sync_cost_table, sync_loss, total_loss
 from .supernet import SuperNet
 
@@ -86,17 +86,11 @@ def search(
     device = next(model.parameters()).device
     if wc.channels_last:
         model.to(memory_format=torch.channels_last)
-    w_opt = torch.optim.SGD(
-        model.weight_parameters(),
-        lr=wc.lr,
-        momentum=wc.momentum,
-        weight_decay=wc.weight_decay,
-        nesterov=wc.nesterov and wc.momentum > 0,
-    )
+    w_opt = make_optimizer(model.weight_parameters(), wc)
     a_opt = torch.optim.SGD(
         model.arch_parameters(), lr=config.arch_lr, momentum=config.arch_momentum
     )
-    scheduler = _make_scheduler(w_opt, wc, wc.epochs * len(train_loader))
+    scheduler = make_scheduler(w_opt, wc, wc.epochs * len(train_loader))
     op_table, sync_table = (
         op_cost_table(model.space).to(device),
         sync_cost_table(model.space).to(device),

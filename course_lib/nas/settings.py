@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..profiles import DataSettings, check_profile
+from ..data import DataSettings
+from ..profiles import check_profile
 from ..train import TrainConfig
 from .search import SearchConfig
 from .space import SearchSpace

@@ -5,14 +5,12 @@
 - :mod:`.storage`: what those zeros save on disk (dense vs bitmask / CSR encodings, bytes).
 - :mod:`.structured`: channel pruning with torch-pruning (dependency graph, importances,
   pruners, sparsity training), done gradually.
-- :mod:`.finetune`: the fine-tuning callback (``train.fit``) the drivers call between steps.
 - :mod:`.benchmark`: measured CPU latency (PyTorch and ONNX Runtime, ms) and speed-ups.
 - :mod:`.settings`: the chapter's ``quick`` and ``full`` profiles.
 - :mod:`.plots`: the chapter's figures, drawn from its metrics dict.
 """
 
-from . import benchmark, finetune, plots, settings, storage, structured, unstructured
-from .finetune import Finetuner
+from . import benchmark, plots, settings, storage, structured, unstructured
 from .structured import (
     IMPORTANCES,
     PRUNERS,
@@ -34,9 +32,7 @@ __all__ = [
     "IMPORTANCES",
     "PRUNERS",
     "ChannelStep",
-    "Finetuner",
     "benchmark",
-    "finetune",
     "check_ratio",
     "global_sparsity",
     "layer_sparsity",

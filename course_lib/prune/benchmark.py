@@ -1,14 +1,13 @@
 """Measured CPU latency of a (pruned) model, in PyTorch and ONNX Runtime, and speed-ups.
 
 Thin wrappers over :mod:`course_lib.measure`: every model is timed on a CPU copy (the model
-being trained may live on a GPU), at the batch sizes the chapter reports.
+being trained may live on a GPU), at the batch sizes the chapter reports, interleaved with
+the model it is compared against.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -18,55 +17,52 @@ from ..train import evaluate
 from .storage import storage_report
 from .unstructured import copy_model, make_permanent, nonzero_macs
 
-RUNTIMES = ("torch", "onnx")
-
 
 def latency(
-    model: nn.Module, batch_sizes: tuple[int, ...] = (1, 64), repeats: int = 50, warmup: int = 10
+    model: nn.Module,
+    reference: nn.Module | None = None,
+    batch_sizes: tuple[int, ...] = (1, 64),
+    rounds: int = 30,
+    calls: int = 10,
+    warmup: int = 10,
 ) -> dict[str, dict]:
-    """``{"torch_b1": Latency.as_dict(), "onnx_b1": ..., ...}`` (milliseconds) of a CPU copy
-    of ``model`` in eager PyTorch and in ONNX Runtime, for every batch size. Every model is
-    timed in the same (contiguous) memory format, whatever training left it in."""
-    cpu_model = copy_model(model).cpu().eval().to(memory_format=torch.contiguous_format)
-    results = {}
-    with tempfile.TemporaryDirectory() as folder:
-        onnx_path = measure.export_onnx(cpu_model, Path(folder) / "model.onnx")
+    """Latency of ``model`` in eager PyTorch and ONNX Runtime at every batch size, one thread,
+    timed **interleaved** with ``reference`` (e.g. the dense model) when given
+    (:func:`course_lib.measure.compare`). Returns ``{"latency_ms": {"onnx_b1": Latency dict,
+    ...}, "reference_ms": {...}, "speedup": {"onnx_b1": {"median", "interval"}, ...}}``
+    (the last two only with a reference)."""
+    out: dict[str, dict] = {"latency_ms": {}}
+    if reference is not None:
+        out["reference_ms"], out["speedup"] = {}, {}
+    for runtime in measure.RUNTIMES:
         for batch in batch_sizes:
-            results[f"torch_b{batch}"] = measure.torch_latency(
-                cpu_model, batch, warmup=warmup, repeats=repeats
-            ).as_dict()
-            results[f"onnx_b{batch}"] = measure.onnx_latency(
-                onnx_path, batch, warmup=warmup, repeats=repeats
-            ).as_dict()
-    return results
-
-
-def median_ms(latencies: dict[str, dict]) -> dict[str, float]:
-    """Just the medians: ``{"torch_b1": 0.41, ...}`` (milliseconds)."""
-    return {key: value["median_ms"] for key, value in latencies.items()}
-
-
-def speedups(latencies: dict[str, dict], reference: dict[str, dict]) -> dict[str, float]:
-    """Median-latency speed-up over ``reference`` (e.g. the dense model): >1 is faster."""
-    return {
-        key: reference[key]["median_ms"] / value["median_ms"]
-        for key, value in latencies.items()
-        if key in reference
-    }
+            key = f"{runtime}_b{batch}"
+            models = {"model": model} if reference is None else {"model": model, "ref": reference}
+            comparison = measure.compare_models(
+                models, runtime, batch, rounds=rounds, calls=calls, warmup=warmup
+            )
+            out["latency_ms"][key] = comparison["model"].as_dict()
+            if reference is not None:
+                out["reference_ms"][key] = comparison["ref"].as_dict()
+                out["speedup"][key] = comparison.speedup("model", "ref").as_dict()
+    return out
 
 
 def describe(
     model: nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    reference: nn.Module | None = None,
     batch_sizes: tuple[int, ...] = (1, 64),
-    repeats: int = 50,
+    rounds: int = 30,
+    calls: int = 10,
     warmup: int = 10,
 ) -> dict:
     """Everything the chapter reports about one model, as a JSON-ready dict: ``accuracy``
     (fraction, on ``loader``), ``params``, ``nonzero_params``, ``macs`` (dense kernels),
     ``nonzero_macs`` (ideal sparse kernels), ``size_bytes`` (``torch.save``), ``storage_bytes``
     (dense and sparse encodings) and ``latency_ms`` of the model as deployed (pruning masks
-    made permanent)."""
+    made permanent), timed interleaved with ``reference`` and with its ``speedup`` over it
+    when a reference is given (see :func:`latency`)."""
     deployed = make_permanent(copy_model(model)).cpu().eval()
     return {
         "accuracy": evaluate(model, loader)[1],
@@ -76,5 +72,5 @@ def describe(
         "nonzero_macs": nonzero_macs(deployed),
         "size_bytes": measure.size_on_disk(deployed),
         "storage_bytes": storage_report(deployed),
-        "latency_ms": latency(deployed, batch_sizes, repeats, warmup),
+        **latency(deployed, reference, batch_sizes, rounds, calls, warmup),
     }

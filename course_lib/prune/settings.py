@@ -8,10 +8,9 @@ images). The ``full`` profile must run in at most 90 minutes on a 2-core CPU;
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-from ..profiles import DataSettings, check_profile
-from ..results import CHECKPOINT_DIR, RUNS_DIR
+from ..data import DataSettings
+from ..profiles import check_profile
 from ..train import TrainConfig
 
 SPARSITIES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -159,13 +158,3 @@ kernels several-fold: run the full profile on an otherwise idle machine."""
 
 def pruning_settings(profile: str) -> PruningSettings:
     return PRUNING[check_profile(profile)]
-
-
-def baseline_checkpoint(profile: str) -> Path:
-    """The dense model every experiment starts from: chapter 1's committed
-    ``checkpoints/baseline_cnn.pt``; a ``quick`` run without it falls back to the scratch
-    checkpoint of a quick chapter-1 run (``runs/quick/baseline_cnn.pt``)."""
-    committed = CHECKPOINT_DIR / "baseline_cnn.pt"
-    if check_profile(profile) == "full" or committed.exists():
-        return committed
-    return RUNS_DIR / "quick" / "baseline_cnn.pt"
