@@ -2,6 +2,7 @@
 
 course run notebooks/01_baseline.ipynb --profile full   # one chapter, saves results/
 course run-all --profile quick                          # every chapter, in order
+course book                                             # the HTML book, in _build/html
 course grade run pruning                                # autograde, feedback, grades.csv
 """
 
@@ -14,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import grading
+from . import book, grading
 from .paths import NOTEBOOK_DIR, REPO_ROOT, RUNS_DIR
 from .profiles import PROFILES, check_profile
 from .results import COMMAND_ENV
@@ -29,7 +30,9 @@ def run_notebook(
     notebook: Path, profile: str, seed: int | None = None, output: Path | None = None
 ) -> Path:
     """Execute ``notebook`` with papermill in ``profile``; the executed copy goes to
-    ``runs/<profile>/`` (the source notebook is never overwritten). Returns its path."""
+    ``runs/<profile>/`` (the source notebook is never overwritten). A full-profile run also
+    keeps a trimmed copy for the book in ``results/executed/`` (:func:`book.save_full_run`).
+    Returns the path of the executed copy."""
     import papermill
 
     check_profile(profile)
@@ -53,7 +56,38 @@ def run_notebook(
         progress_bar=False,
     )
     print(f"{notebook.name} ({profile}): {time.perf_counter() - start:.0f} s -> {output}")
+    if profile == "full":
+        print(f"the book will show this run: {book.save_full_run(output)}")
     return output
+
+
+def quick_run_for_book(notebook: Path, reuse: Path | None) -> Path:
+    """A quick-profile execution of ``notebook``: the one in ``reuse`` if it ran the same
+    code, else a new one (in ``runs/quick/``)."""
+    candidate = None if reuse is None else Path(reuse) / notebook.name
+    if candidate is not None and candidate.exists():
+        if book.ran_code_of(candidate, notebook, "quick"):
+            return candidate
+    return run_notebook(notebook, "quick", seed=0)
+
+
+def build_book(
+    full_runs: Path = book.EXECUTED_DIR,
+    quick_runs: Path | None = None,
+    output: Path = REPO_ROOT,
+    quiet: bool = False,
+) -> Path:
+    """The book readers get: each chapter from its saved full run in ``full_runs``, else
+    from a quick run (reused from ``quick_runs`` when it ran the same code, else executed
+    now), built into ``<output>/_build/html``. Returns that folder."""
+    pages = {}
+    for notebook in book.toc_notebooks():
+        saved = book.full_run(notebook, full_runs)
+        executed = saved or quick_run_for_book(notebook, quick_runs)
+        print(f"{notebook.name}: {'full' if saved else 'quick'}-profile run {executed}")
+        pages[notebook] = book.page(notebook, executed)
+    staging = book.assemble(pages, Path(output) / book.STAGING)
+    return book.build(staging, output, quiet=quiet)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,12 +99,35 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=None)
     run_all = sub.add_parser("run-all", help="execute every chapter notebook in order")
     run_all.add_argument("--profile", default="quick", choices=PROFILES)
+    make_book = sub.add_parser(
+        "book",
+        help="build the HTML book: each chapter from its saved full run, else a quick run",
+    )
+    make_book.add_argument(
+        "--full-runs",
+        type=Path,
+        default=book.EXECUTED_DIR,
+        help="folder of saved full-profile runs (default: results/executed)",
+    )
+    make_book.add_argument(
+        "--quick-runs",
+        type=Path,
+        default=None,
+        help="folder of quick-profile runs to reuse where they ran the current code "
+        "(default: execute the quick profile now)",
+    )
+    make_book.add_argument(
+        "--output", type=Path, default=REPO_ROOT, help="builds <output>/_build/html"
+    )
     grade = sub.add_parser("grade", help="grade an nbgrader assignment (see book/grading.md)")
     grading.add_arguments(grade)
     args = parser.parse_args(argv)
     if args.command == "grade":
         return grading.run_command(args)
-    if args.command == "run":
+    if args.command == "book":
+        html = build_book(args.full_runs.resolve(), args.quick_runs, args.output.resolve())
+        print(f"The book is in {html / 'index.html'}")
+    elif args.command == "run":
         run_notebook(args.notebook, args.profile, args.seed)
     else:
         for notebook in chapter_notebooks():

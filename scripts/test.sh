@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The tests: set up, lint, then unit tests, notebooks (quick profile) and the book build.
+# The tests: set up, lint (the library, tests, benchmarks, notebooks and assignments), then
+# unit tests, notebooks (quick profile), the book build and the browser test of the book.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
-ruff check course_lib tests benchmarks
-ruff format --check course_lib tests benchmarks
+ruff check .
+ruff format --check .
 python -m pytest -q "$@"

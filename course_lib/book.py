@@ -1,0 +1,377 @@
+"""The book as readers get it: every chapter page drawn from its saved full-profile run.
+
+A full-profile run (``course run <notebook> --profile full``) keeps a trimmed copy of its
+executed notebook in ``results/executed/<notebook>.ipynb`` (:func:`save_full_run`: images
+downscaled and recompressed, long text outputs cut, progress bars dropped). ``course book``
+then assembles a staging folder (:func:`assemble`) holding the book's sources and, for each
+chapter in ``_toc.yml``, the executed notebook to show (:func:`page`): the saved full run
+where there is one, else a quick-profile run made for the book, labelled as such on the page.
+:func:`build` turns the staging folder into HTML with execution off and warnings as errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import yaml
+from nbformat import NotebookNode
+
+from .paths import REPO_ROOT, RESULTS_DIR, atomic_path
+
+EXECUTED_DIR = RESULTS_DIR / "executed"
+"""Where full-profile runs keep their trimmed executed notebooks (committed)."""
+
+MAX_IMAGE_WIDTH_PX = 1200
+"""Wider PNG/JPEG outputs are downscaled to this width in a saved run."""
+
+MAX_TEXT_LINES = 60
+"""Longer text outputs keep their first and last ``MAX_TEXT_LINES // 2`` lines."""
+
+MAX_HTML_BYTES = 200_000
+"""An HTML output larger than this keeps only its plain-text form."""
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+BOOK_SOURCES = ("_toc.yml", "references.bib", "book", "_static")
+STAGING = Path("_build") / "source"
+
+
+# -- what a run is -------------------------------------------------------------------------
+
+
+def run_profile(run: NotebookNode) -> str | None:
+    """The ``profile`` parameter papermill executed ``run`` with (``None`` if not papermill's)."""
+    return run.metadata.get("papermill", {}).get("parameters", {}).get("profile")
+
+
+def _is_injected(cell: NotebookNode) -> bool:
+    return "injected-parameters" in cell.metadata.get("tags", [])
+
+
+def code_of(notebook: NotebookNode) -> list[str]:
+    """The notebook's code cells without whitespace (papermill's injected cell left out):
+    two notebooks with equal ``code_of`` run the same code, whatever their text or format."""
+    return [
+        "".join(cell.source.split())
+        for cell in notebook.cells
+        if cell.cell_type == "code" and not _is_injected(cell)
+    ]
+
+
+def full_run(notebook: Path, folder: Path = EXECUTED_DIR) -> Path | None:
+    """The saved full-profile run of ``notebook`` in ``folder``, or ``None``. Raises
+    ``ValueError`` if the file there is not a full-profile run."""
+    path = Path(folder) / Path(notebook).name
+    if not path.exists():
+        return None
+    profile = run_profile(nbformat.read(path, as_version=4))
+    if profile != "full":
+        raise ValueError(
+            f"{path} is not a full-profile run (profile {profile!r}): delete it, or rerun "
+            f"course run notebooks/{path.name} --profile full"
+        )
+    return path
+
+
+def ran_code_of(executed: Path, notebook: Path, profile: str) -> bool:
+    """Whether ``executed`` is a ``profile`` run of the code ``notebook`` has now."""
+    run = nbformat.read(executed, as_version=4)
+    source = nbformat.read(notebook, as_version=4)
+    return run_profile(run) == profile and code_of(run) == code_of(source)
+
+
+# -- keeping a saved run small --------------------------------------------------------------
+
+
+def _cut_lines(text: str, limit: int = MAX_TEXT_LINES) -> str:
+    lines = text.splitlines(keepends=True)
+    if len(lines) <= limit:
+        return text
+    head, tail = lines[: limit // 2], lines[-(limit // 2) :]
+    cut = len(lines) - len(head) - len(tail)
+    return "".join(head) + f"[... {cut} lines cut from the saved output ...]\n" + "".join(tail)
+
+
+def shrink_image(data: str, mime: str, max_width: int = MAX_IMAGE_WIDTH_PX) -> str:
+    """A base64 PNG/JPEG no wider than ``max_width`` pixels, re-encoded smaller where that
+    helps (PNG: 256-colour palette; JPEG: quality 85). Returns ``data`` itself when the
+    result would not be smaller."""
+    from PIL import Image
+
+    raw = base64.b64decode(data)
+    image = Image.open(io.BytesIO(raw))
+    image.load()
+    if image.width > max_width:
+        height = round(image.height * max_width / image.width)
+        image = image.resize((max_width, height), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    if mime == "image/png":
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA")
+        image.quantize(256, method=Image.Quantize.FASTOCTREE).save(buffer, "PNG", optimize=True)
+    else:
+        image.convert("RGB").save(buffer, "JPEG", quality=85, optimize=True)
+    if buffer.tell() >= len(raw):
+        return data
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _trim_output(output: NotebookNode) -> NotebookNode | None:
+    if output.output_type == "stream":
+        if output.name == "stderr":
+            return None  # warnings and progress bars; the book hides stderr anyway
+        output.text = _cut_lines(output.text)
+        return output
+    data = output.get("data")
+    if data is None:  # an error output
+        return output
+    if WIDGET_MIME in data:
+        return None  # a progress bar whose state is not saved
+    for mime in ("image/png", "image/jpeg"):
+        if mime in data:
+            data[mime] = shrink_image(data[mime], mime)
+    if len(data.get("text/html", "")) > MAX_HTML_BYTES and "text/plain" in data:
+        del data["text/html"]
+    if "text/plain" in data:
+        data["text/plain"] = _cut_lines(data["text/plain"])
+    return output
+
+
+def trim(run: NotebookNode) -> NotebookNode:
+    """A copy of the executed notebook ``run`` small enough to commit and to show: images
+    downscaled and recompressed (:func:`shrink_image`), long text outputs cut to their first
+    and last lines, stderr and progress-bar widgets dropped."""
+    run = copy.deepcopy(run)
+    run.metadata.pop("widgets", None)
+    for cell in run.cells:
+        if cell.cell_type == "code":
+            trimmed = (_trim_output(output) for output in cell.outputs)
+            cell.outputs = [output for output in trimmed if output is not None]
+    return run
+
+
+def save_full_run(executed: Path, folder: Path = EXECUTED_DIR) -> Path:
+    """Keep the trimmed copy of a full-profile execution of a chapter as
+    ``<folder>/<notebook>.ipynb`` (replacing the previous full run of that chapter).
+    Raises ``ValueError`` if ``executed`` is not a papermill run of the full profile."""
+    run = nbformat.read(executed, as_version=4)
+    profile = run_profile(run)
+    if profile != "full":
+        raise ValueError(
+            f"{executed} was executed with profile {profile!r}; only a full-profile run is "
+            "kept for the book (course run <notebook> --profile full)"
+        )
+    run = trim(run)
+    nbformat.validate(run)
+    path = Path(folder) / Path(executed).name
+    with atomic_path(path) as tmp:
+        nbformat.write(run, tmp)
+    return path
+
+
+# -- one page of the book --------------------------------------------------------------------
+
+
+def _with_outputs(source: NotebookNode, run: NotebookNode) -> NotebookNode:
+    """``source``'s cells (current text) with the outputs of ``run``, which executed the
+    same code; papermill's injected-parameters cell is kept after the parameters cell."""
+    merged = copy.deepcopy(source)
+    executed = [c for c in run.cells if c.cell_type == "code" and not _is_injected(c)]
+    injected = [c for c in run.cells if _is_injected(c)]
+    cells, done = [], iter(executed)
+    for cell in merged.cells:
+        if cell.cell_type == "code":
+            twin = next(done)
+            cell.outputs, cell.execution_count = twin.outputs, twin.execution_count
+        cells.append(cell)
+        if "parameters" in cell.metadata.get("tags", []):
+            cells += injected
+    merged.cells = cells
+    merged.metadata = copy.deepcopy(run.metadata)
+    return merged
+
+
+def _admonition(kind: str, title: str, text: str) -> NotebookNode:
+    fence = "`" * 3
+    return nbformat.v4.new_markdown_cell(
+        f"{fence}{{admonition}} {title}\n:class: {kind}\n{text}\n{fence}",
+        metadata={"tags": ["course-run-label"]},
+    )
+
+
+def _label(run: NotebookNode, notebook: Path, stale: bool) -> NotebookNode:
+    rerun = f"`course run notebooks/{notebook.name} --profile full`"
+    papermill = run.metadata.get("papermill", {})
+    if run_profile(run) != "full":
+        return _admonition(
+            "warning",
+            "Quick-profile run",
+            "This page shows a quick-profile run: the chapter was executed on a small "
+            "subset of the data, with few epochs, when the book was built. Its numbers show "
+            "that the code works, not what the method achieves. No full-profile run of "
+            f"this chapter has been saved yet; {rerun} makes one.",
+        )
+    when = (papermill.get("end_time") or "an unknown date")[:10]
+    minutes = (papermill.get("duration") or 0) / 60
+    if stale:
+        return _admonition(
+            "warning",
+            "Saved full-profile run of older code",
+            f"This page shows the full-profile run saved on {when}, but this chapter's code "
+            f"has changed since, so the text and the outputs below belong to that older "
+            f"version. {rerun} refreshes it.",
+        )
+    return _admonition(
+        "note",
+        "Full-profile run",
+        f"This page shows the saved full-profile run of this chapter ({when}, "
+        f"{minutes:.0f} min), made by {rerun}.",
+    )
+
+
+def page(notebook: Path, executed: Path) -> NotebookNode:
+    """The notebook the book shows for chapter ``notebook``: the executed notebook
+    ``executed`` (a full- or quick-profile papermill run), with the current text of
+    ``notebook`` when both ran the same code, trimmed (:func:`trim`), and a label right
+    under the title saying which run it is."""
+    source = nbformat.read(notebook, as_version=4)
+    run = nbformat.read(executed, as_version=4)
+    if run_profile(run) is None:
+        raise ValueError(f"{executed} is not a papermill execution of {Path(notebook).name}")
+    stale = code_of(run) != code_of(source)
+    shown = trim(run if stale else _with_outputs(source, run))
+    label = _label(run, Path(notebook), stale)
+    first = shown.cells[0] if shown.cells else None
+    if first is None or first.cell_type != "markdown" or not first.source.startswith("# "):
+        shown.cells.insert(0, label)
+        return shown
+    title, _, rest = first.source.partition("\n")
+    first.source = title
+    rest_cell = [nbformat.v4.new_markdown_cell(rest.strip("\n"))] if rest.strip() else []
+    shown.cells[1:1] = [label, *rest_cell]
+    return shown
+
+
+# -- the whole book --------------------------------------------------------------------------
+
+
+def toc_files(root: Path = REPO_ROOT) -> list[str]:
+    """Every ``file`` of ``_toc.yml`` (the root first), as written there (no suffix)."""
+    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({key: value for key, value in toc.items() if key != "root"})
+    return files
+
+
+def toc_notebooks(root: Path = REPO_ROOT) -> list[Path]:
+    """The notebooks of the table of contents, in its order."""
+    root = Path(root)
+    return [root / f"{f}.ipynb" for f in toc_files(root) if (root / f"{f}.ipynb").exists()]
+
+
+def bib_files(root: Path = REPO_ROOT) -> list[str]:
+    """The bibliography: ``references.bib`` (the source documents) and every chapter's
+    ``book/refs/*.bib``, relative to ``root``."""
+    root = Path(root)
+    return ["references.bib"] + [
+        p.relative_to(root).as_posix() for p in sorted((root / "book" / "refs").glob("*.bib"))
+    ]
+
+
+def book_config(root: Path = REPO_ROOT) -> dict:
+    """``_config.yml`` as the staged book uses it: notebooks are not executed (each page is
+    an executed notebook already) and every bibliography file is read."""
+    config = yaml.safe_load((Path(root) / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    config["bibtex_bibfiles"] = bib_files(root)
+    return config
+
+
+def assemble(pages: dict[Path, NotebookNode], staging: Path, root: Path = REPO_ROOT) -> Path:
+    """Write a buildable copy of the book to ``staging`` (emptied first): the book's sources
+    from ``root`` and, for each notebook path in ``pages``, that page's notebook."""
+    root, staging = Path(root), Path(staging)
+    missing = [n.name for n in toc_notebooks(root) if n not in pages]
+    if missing:
+        raise ValueError(f"no page given for the chapter notebooks {missing}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in BOOK_SOURCES:
+        source = root / name
+        if source.is_dir():
+            shutil.copytree(source, staging / name, ignore=shutil.ignore_patterns(".*"))
+        elif source.exists():
+            shutil.copy2(source, staging / name)
+    # files next to the notebooks (images their text links to)
+    shutil.copytree(
+        root / "notebooks",
+        staging / "notebooks",
+        ignore=shutil.ignore_patterns("*.ipynb", ".*", "__pycache__"),
+    )
+    (staging / "_config.yml").write_text(yaml.safe_dump(book_config(root), sort_keys=False))
+    for notebook, shown in pages.items():
+        target = staging / Path(notebook).relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(shown, target)
+    return staging
+
+
+def jupyter_book() -> str:
+    """The ``jupyter-book`` command of this Python environment."""
+    beside = Path(sys.executable).with_name("jupyter-book")
+    found = str(beside) if beside.exists() else shutil.which("jupyter-book")
+    if found is None:
+        raise FileNotFoundError("jupyter-book is not installed: pip install -e '.[dev]'")
+    return found
+
+
+def build(staging: Path, output: Path = REPO_ROOT, quiet: bool = False) -> Path:
+    """Build the staged book into ``<output>/_build/html`` (every page, warnings as errors)
+    and return that folder. Raises ``RuntimeError`` with the build's last lines on failure."""
+    command = [jupyter_book(), "build", str(staging), "--path-output", str(output)]
+    command += ["--all", "-W", "--keep-going"]
+    done = subprocess.run(command, capture_output=quiet, text=True)
+    if done.returncode != 0:
+        log = (done.stdout or "")[-6000:] + (done.stderr or "")[-3000:] if quiet else ""
+        raise RuntimeError(f"the book did not build (warnings count as errors)\n{log}")
+    return Path(output) / "_build" / "html"
+
+
+# -- a Sphinx extension for the build (_config.yml: extra_extensions) ----------------------
+
+
+def _drop_repeated_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Keep one copy of each script of a page. sphinx-thebe adds its inline settings with
+    ``filename=None``, which Sphinx 7.4 adds again as ``''`` when writing: the page then
+    declares ``THEBE_JS_URL`` twice, a console error in every browser."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        filename = getattr(script, "filename", script) or ""
+        attributes = getattr(script, "attributes", {})
+        key = (str(filename), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def setup(app) -> dict:
+    app.connect("html-page-context", _drop_repeated_scripts)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,170 @@
+"""The built book as a reader sees it: every page of the table of contents opened in headless
+Chromium (Playwright for Python, driving the system's Chromium) with the network blocked.
+Each page loads without console errors or network requests, its images load, its tables
+are HTML tables and its math is typeset by the MathJax shipped with the book.
+
+Needs the Debian package ``chromium`` (``.ci/run`` installs it) or ``COURSE_CHROMIUM`` set to
+a Chromium binary; skipped with a message where there is none. ``BOOK_SCREENSHOTS=<folder>``
+saves a full-page screenshot of every page there."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import nbformat
+import pytest
+
+from course_lib import book
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOCAL_SCHEMES = {"file", "data", "blob", "about"}
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
+
+
+def chromium() -> str | None:
+    candidates = [os.environ.get("COURSE_CHROMIUM"), "/usr/bin/chromium"]
+    candidates += [shutil.which(name) for name in ("chromium", "chromium-browser")]
+    return next((c for c in candidates if c and Path(c).exists()), None)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Playwright is not installed: pip install -e '.[dev]'")
+    executable = chromium()
+    if executable is None:
+        pytest.skip(
+            "no Chromium found: install the Debian package `chromium` (apt-get install -y "
+            "chromium; .ci/run does) or set COURSE_CHROMIUM to a Chromium binary"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+def toc_pages(html: Path) -> list[Path]:
+    return [html / f"{entry}.html" for entry in book.toc_files()]
+
+
+def is_local(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in LOCAL_SCHEMES or parsed.hostname in LOCAL_HOSTS
+
+
+def open_offline(browser, path: Path):
+    """Open ``path`` with every non-local request aborted; returns the page, the console
+    errors and the blocked requests."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    blocked, errors = [], []
+
+    def route(request_route):
+        if is_local(request_route.request.url):
+            request_route.continue_()
+        else:
+            blocked.append(request_route.request.url)
+            request_route.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri(), wait_until="load")
+    page.wait_for_load_state("networkidle")
+    return page, errors, blocked
+
+
+TYPESET = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const math = [...document.querySelectorAll('.math')];
+  return {
+    math: math.length,
+    typeset: math.filter(m => m.querySelector('mjx-container')).length,
+    mjx: document.querySelectorAll('mjx-container').length,
+  };
+}"""
+
+IMAGES = """() => [...document.querySelectorAll('article img, main img')].map(i => ({
+  src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0,
+}))"""
+
+PARAGRAPHS = """() => [...document.querySelectorAll('article p, article li, article td')]
+  .map(p => p.innerText)"""
+
+PROSE = """() => {
+  const article = document.querySelector('article').cloneNode(true);
+  article.querySelectorAll('pre, code, .highlight, mjx-container').forEach(e => e.remove());
+  return article.textContent;
+}"""
+
+
+def expected(staging: Path, page_path: Path, html: Path) -> dict:
+    """What the page's source promises: images and Markdown tables in a notebook's outputs."""
+    notebook = staging / page_path.relative_to(html).with_suffix(".ipynb")
+    if not notebook.exists():
+        return {"images": 0, "tables": 0}
+    nb = nbformat.read(notebook, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    data = [o.get("data", {}) for o in outputs]
+    tables = sum(
+        len(re.findall(r"^\|?\s*:?-{3,}", d.get("text/markdown", ""), flags=re.M)) for d in data
+    )
+    return {"images": sum("image/png" in d or "image/jpeg" in d for d in data), "tables": tables}
+
+
+@pytest.mark.slow
+def test_every_page_reads_offline_with_tables_figures_and_math(built_book, browser):
+    shots = os.environ.get("BOOK_SCREENSHOTS")
+    pages = toc_pages(built_book.html)
+    assert len(pages) >= 5
+    problems: dict[str, list[str]] = {}
+    math_pages = 0
+    for path in pages:
+        name = path.relative_to(built_book.html).as_posix()
+        found: list[str] = []
+        page, errors, blocked = open_offline(browser, path)
+        found += [f"console error: {e}" for e in errors]
+        found += [f"network request (blocked): {url}" for url in blocked]
+        promised = expected(built_book.staging, path, built_book.html)
+        images = page.evaluate(IMAGES)
+        found += [f"image did not load: {i['src'][:80]}" for i in images if not i["ok"]]
+        if len(images) < promised["images"]:
+            found.append(f"{len(images)} images shown, the notebook has {promised['images']}")
+        tables = page.locator("article table").count()
+        if tables < promised["tables"]:
+            found.append(f"{tables} HTML tables, the notebook's outputs have {promised['tables']}")
+        raw = [t for t in page.evaluate(PARAGRAPHS) if re.search(r"\|\s*:?-{3,}", t)]
+        found += [f"Markdown table left as text: {t[:80]!r}" for t in raw]
+        math = page.evaluate(TYPESET)
+        if math["typeset"] < math["math"]:
+            found.append(f"{math['math'] - math['typeset']} of {math['math']} formulas not typeset")
+        math_pages += math["mjx"] > 0
+        text = page.evaluate(PROSE)
+        found += [f"raw TeX in the text: {m!r}" for m in re.findall(r"\\[(\[]\S{0,30}", text)]
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            page.screenshot(
+                path=str(Path(shots) / (name.replace("/", "_") + ".png")), full_page=True
+            )
+        page.context.close()
+        if found:
+            problems[name] = found
+    assert not problems, problems
+    assert math_pages >= 2, "the chapters' formulas should be typeset on at least two pages"
