@@ -64,10 +64,11 @@ def code_of(notebook: NotebookNode) -> list[str]:
     ]
 
 
-def full_run(notebook: Path, folder: Path = EXECUTED_DIR) -> Path | None:
-    """The saved full-profile run of ``notebook`` in ``folder``, or ``None``. Raises
-    ``ValueError`` if the file there is not a full-profile run."""
-    path = Path(folder) / Path(notebook).name
+def full_run(notebook: Path, folder: Path | None = None) -> Path | None:
+    """The saved full-profile run of ``notebook`` in ``folder`` (default
+    :data:`EXECUTED_DIR`), or ``None``. Raises ``ValueError`` if the file there is not a
+    full-profile run."""
+    path = Path(folder or EXECUTED_DIR) / Path(notebook).name
     if not path.exists():
         return None
     profile = run_profile(nbformat.read(path, as_version=4))
@@ -156,9 +157,10 @@ def trim(run: NotebookNode) -> NotebookNode:
     return run
 
 
-def save_full_run(executed: Path, folder: Path = EXECUTED_DIR) -> Path:
+def save_full_run(executed: Path, folder: Path | None = None) -> Path:
     """Keep the trimmed copy of a full-profile execution of a chapter as
-    ``<folder>/<notebook>.ipynb`` (replacing the previous full run of that chapter).
+    ``<folder>/<notebook>.ipynb`` (default folder :data:`EXECUTED_DIR`; replacing the
+    previous full run of that chapter).
     Raises ``ValueError`` if ``executed`` is not a papermill run of the full profile."""
     run = nbformat.read(executed, as_version=4)
     profile = run_profile(run)
@@ -169,7 +171,7 @@ def save_full_run(executed: Path, folder: Path = EXECUTED_DIR) -> Path:
         )
     run = trim(run)
     nbformat.validate(run)
-    path = Path(folder) / Path(executed).name
+    path = Path(folder or EXECUTED_DIR) / Path(executed).name
     with atomic_path(path) as tmp:
         nbformat.write(run, tmp)
     return path

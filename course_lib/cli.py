@@ -44,7 +44,8 @@ def run_notebook(
     parameters: dict[str, object] = {"profile": profile}
     if seed is not None:
         parameters["seed"] = seed
-    command = "course run " + shlex.quote(str(notebook.relative_to(REPO_ROOT)))
+    shown = notebook.relative_to(REPO_ROOT) if notebook.is_relative_to(REPO_ROOT) else notebook
+    command = "course run " + shlex.quote(str(shown))
     command += f" --profile {profile}" + (f" --seed {seed}" if seed is not None else "")
     os.environ[COMMAND_ENV] = command
     start = time.perf_counter()
@@ -72,12 +73,13 @@ def quick_run_for_book(notebook: Path, reuse: Path | None) -> Path:
 
 
 def build_book(
-    full_runs: Path = book.EXECUTED_DIR,
+    full_runs: Path | None = None,
     quick_runs: Path | None = None,
     output: Path = REPO_ROOT,
     quiet: bool = False,
 ) -> Path:
-    """The book readers get: each chapter from its saved full run in ``full_runs``, else
+    """The book readers get: each chapter from its saved full run in ``full_runs``
+    (default ``results/executed/``), else
     from a quick run (reused from ``quick_runs`` when it ran the same code, else executed
     now), built into ``<output>/_build/html``. Returns that folder."""
     pages = {}
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     make_book.add_argument(
         "--full-runs",
         type=Path,
-        default=book.EXECUTED_DIR,
+        default=None,
         help="folder of saved full-profile runs (default: results/executed)",
     )
     make_book.add_argument(
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "grade":
         return grading.run_command(args)
     if args.command == "book":
-        html = build_book(args.full_runs.resolve(), args.quick_runs, args.output.resolve())
+        full_runs = args.full_runs and args.full_runs.resolve()
+        html = build_book(full_runs, args.quick_runs, args.output.resolve())
         print(f"The book is in {html / 'index.html'}")
     elif args.command == "run":
         run_notebook(args.notebook, args.profile, args.seed)

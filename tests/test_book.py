@@ -142,6 +142,29 @@ def test_a_quick_run_is_never_kept_as_the_full_run(tmp_path):
         book.full_run(Path("07_demo.ipynb"), tmp_path / "executed")
 
 
+@pytest.mark.slow
+def test_course_run_full_keeps_the_run_for_the_book_and_quick_does_not(tmp_path, monkeypatch):
+    from course_lib import cli
+
+    monkeypatch.setattr(book, "EXECUTED_DIR", tmp_path / "executed")
+    params = new_code_cell('profile = "quick"\nseed = 0', metadata={"tags": ["parameters"]})
+    chapter = new_notebook(
+        cells=[new_markdown_cell("# Demo"), params, new_code_cell("print(profile)")]
+    )
+    chapter.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    notebook = write(chapter, tmp_path / "notebooks" / "07_demo.ipynb")
+    cli.run_notebook(notebook, "quick", output=tmp_path / "runs" / "quick.ipynb")
+    assert not (tmp_path / "executed").exists(), "a quick run is never kept for the book"
+    cli.run_notebook(notebook, "full", output=tmp_path / "runs" / "07_demo.ipynb")
+    saved = book.full_run(notebook)
+    assert saved == tmp_path / "executed" / "07_demo.ipynb"
+    assert nbformat.read(saved, as_version=4).cells[-1].outputs[0].text == "full\n"
+
+
 @pytest.mark.parametrize("saved", SAVED_RUNS, ids=[p.stem for p in SAVED_RUNS])
 def test_committed_full_runs_are_small_full_runs_of_a_chapter(saved):
     run = nbformat.read(saved, as_version=4)
