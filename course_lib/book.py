@@ -345,15 +345,18 @@ def jupyter_book() -> str:
 
 
 def build(staging: Path, output: Path = REPO_ROOT, quiet: bool = False) -> Path:
-    """Build the staged book into ``<output>/_build/html`` (every page, warnings as errors)
-    and return that folder. Raises ``RuntimeError`` with the build's last lines on failure."""
+    """Build the staged book into ``<output>/_build/html`` (emptied first; every page,
+    warnings as errors) and return that folder. Raises ``RuntimeError`` with the build's
+    last lines on failure."""
+    html = Path(output) / "_build" / "html"
+    shutil.rmtree(html, ignore_errors=True)
     command = [jupyter_book(), "build", str(staging), "--path-output", str(output)]
     command += ["--all", "-W", "--keep-going"]
     done = subprocess.run(command, capture_output=quiet, text=True)
     if done.returncode != 0:
         log = (done.stdout or "")[-6000:] + (done.stderr or "")[-3000:] if quiet else ""
         raise RuntimeError(f"the book did not build (warnings count as errors)\n{log}")
-    return Path(output) / "_build" / "html"
+    return html
 
 
 # -- a Sphinx extension for the build (_config.yml: extra_extensions) ----------------------

@@ -23,6 +23,8 @@ from course_lib import book
 REPO = Path(__file__).resolve().parents[1]
 SAVED_RUNS = sorted(book.EXECUTED_DIR.glob("*.ipynb"))
 MAX_SAVED_RUN_BYTES = 3_000_000
+RAW_TABLE_RULE = r"\|\s*:?(?:-{3,}|[\u2013\u2014]+)\s*:?\|"
+"""A Markdown table's rule row left as text (Sphinx may have turned ``---`` into dashes)."""
 
 
 def png(width: int, height: int) -> str:
@@ -309,7 +311,7 @@ def test_each_chapter_is_shown_from_its_full_run_or_a_labelled_quick_run(built_b
 def test_markdown_outputs_render_as_html_tables(built_book):
     for notebook in built_book.full + built_book.quick:
         html = page_html(built_book, notebook)
-        raw = re.findall(r"\|\s*:?-{3,}", visible(html))
+        raw = re.findall(RAW_TABLE_RULE, visible(html))
         assert not raw, f"{notebook.name}: Markdown table text left in the page: {raw[:3]}"
         staged = nbformat.read(built_book.staging / "notebooks" / notebook.name, as_version=4)
         assert html.count("<table") >= markdown_tables(staged), notebook.name
@@ -334,8 +336,8 @@ def test_math_is_rendered_by_the_mathjax_shipped_with_the_book(built_book):
 
 @pytest.mark.slow
 def test_the_references_page_lists_the_source_documents(built_book):
-    html = (built_book.html / "book" / "references.html").read_text()
-    for title in ("Resource-Aware Neural Architecture Search", "Binary Neural Networks", "Taylor"):
+    html = (built_book.html / "book" / "references.html").read_text().lower()
+    for title in ("resource-aware neural architecture search", "binary neural networks", "taylor"):
         assert title in html
     intro = (built_book.html / "book" / "intro.html").read_text()
     assert intro.count('href="references.html#id') >= 4, "the intro's citations link to the list"

@@ -30,6 +30,8 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+RAW_TABLE_RULE = r"\|\s*:?(?:-{3,}|[\u2013\u2014]+)\s*:?\|"
+"""A Markdown table's rule row left as text (Sphinx may have turned ``---`` into dashes)."""
 LOCAL_SCHEMES = {"file", "data", "blob", "about"}
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
@@ -150,7 +152,7 @@ def test_every_page_reads_offline_with_tables_figures_and_math(built_book, brows
         tables = page.locator("article table").count()
         if tables < promised["tables"]:
             found.append(f"{tables} HTML tables, the notebook's outputs have {promised['tables']}")
-        raw = [t for t in page.evaluate(PARAGRAPHS) if re.search(r"\|\s*:?-{3,}", t)]
+        raw = [t for t in page.evaluate(PARAGRAPHS) if re.search(RAW_TABLE_RULE, t)]
         found += [f"Markdown table left as text: {t[:80]!r}" for t in raw]
         math = page.evaluate(TYPESET)
         if math["typeset"] < math["math"]:
@@ -166,5 +168,6 @@ def test_every_page_reads_offline_with_tables_figures_and_math(built_book, brows
         page.context.close()
         if found:
             problems[name] = found
-    assert not problems, problems
+    report = [f"{name}: {problem}" for name, found in problems.items() for problem in found]
+    assert not report, "what a reader would see wrong:\n" + "\n".join(report)
     assert math_pages >= 2, "the chapters' formulas should be typeset on at least two pages"
