@@ -16,9 +16,17 @@ def fmt(value: object, digits: int = 3) -> str:
 
 
 def markdown_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> Markdown:
-    """A Markdown table; numbers get thousands separators, floats 3 significant digits."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    """A Markdown table; numbers get thousands separators, floats 3 significant digits.
+
+    JupyterLab renders it as a table, and so does the book: ``_config.yml`` has Markdown
+    outputs parsed as MyST (``nb_render_markdown_format: myst``), where ``$...$`` is math
+    (write a literal dollar as ``\\$``)."""
+
+    def row(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    lines = [row(headers), "|" + "---|" * len(headers)]
+    lines += [row([fmt(v) for v in values]) for values in rows]
     return Markdown("\n".join(lines))
 
 

@@ -226,6 +226,17 @@ def test_a_notebook_that_papermill_did_not_run_is_refused(tmp_path):
         book.page(write(source_of(run), tmp_path / "a.ipynb"), write(run, tmp_path / "b.ipynb"))
 
 
+def test_markdown_table_formats_numbers_and_keeps_pipes_inside_cells():
+    from course_lib import report
+
+    table = report.markdown_table([("a|b", 1234567, 0.123456, None)], ["name", "n", "x", "y"]).data
+    assert table.splitlines() == [
+        "| name | n | x | y |",
+        "|---|---|---|---|",
+        "| a\\|b | 1,234,567 | 0.123 | - |",
+    ]
+
+
 # -- the book's sources ---------------------------------------------------------------------------
 
 
