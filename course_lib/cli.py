@@ -79,9 +79,9 @@ def build_book(
     quiet: bool = False,
 ) -> Path:
     """The book readers get: each chapter from its saved full run in ``full_runs``
-    (default ``results/executed/``), else
-    from a quick run (reused from ``quick_runs`` when it ran the same code, else executed
-    now), built into ``<output>/_build/html``. Returns that folder."""
+    (default ``results/executed/``), else from a quick run (reused from ``quick_runs`` when
+    it ran the same code, else executed now), built into ``<output>/_build/html``.
+    Returns that folder."""
     pages = {}
     for notebook in book.toc_notebooks():
         saved = book.full_run(notebook, full_runs)
