@@ -108,7 +108,8 @@ def save_results(
     return path
 
 
-def load_results(chapter: str) -> dict | None:
-    """The saved full-profile results of ``chapter``, or ``None`` if there are none yet."""
-    path = paths.RESULTS_DIR / f"{chapter}.json"
+def load_results(chapter: str, folder: Path | None = None) -> dict | None:
+    """The saved full-profile results of ``chapter`` (in ``folder``, default
+    ``results/``), or ``None`` if there are none yet."""
+    path = Path(folder or paths.RESULTS_DIR) / f"{chapter}.json"
     return json.loads(path.read_text()) if path.exists() else None
