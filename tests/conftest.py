@@ -91,3 +91,28 @@ def built_book(tmp_path_factory, quick_run) -> BuiltBook:
     output = tmp_path_factory.mktemp("book")
     html = cli.build_book(full_runs, quick_run.folder, output, quiet=True)
     return BuiltBook(html, output / book.STAGING, [first], notebooks[1:])
+
+
+@pytest.fixture(scope="session")
+def persian_book(tmp_path_factory) -> BuiltBook:
+    """The book built as `course book` builds it, with every chapter page a stand-in: the
+    chapter's own cells, unexecuted, labelled as a quick run. The Persian part reads the
+    committed results/*.json as it does in the real book; no notebook is executed, so this
+    book builds even while a chapter notebook is broken."""
+    import copy
+
+    import nbformat
+
+    from course_lib import book
+
+    runs = tmp_path_factory.mktemp("stand_in_runs")
+    pages = {}
+    for notebook in book.toc_notebooks():
+        stand_in = copy.deepcopy(nbformat.read(notebook, as_version=4))
+        stand_in.metadata["papermill"] = {"parameters": {"profile": "quick"}}
+        nbformat.write(stand_in, runs / notebook.name)
+        pages[notebook] = book.page(notebook, runs / notebook.name)
+    output = tmp_path_factory.mktemp("persian_book")
+    staging = book.assemble(pages, output / book.STAGING)
+    html = book.build(staging, output, quiet=True)
+    return BuiltBook(html, staging, [], list(pages))

@@ -171,3 +171,119 @@ def test_every_page_reads_offline_with_tables_figures_and_math(built_book, brows
     report = [f"{name}: {problem}" for name, found in problems.items() for problem in found]
     assert not report, "what a reader would see wrong:\n" + "\n".join(report)
     assert math_pages >= 2, "the chapters' formulas should be typeset on at least two pages"
+
+
+# -- the Persian part ----------------------------------------------------------------------------
+
+FA_CHAPTERS = {
+    "01_baseline": "baseline",
+    "02_pruning": "pruning",
+    "03_taylor": "taylor",
+    "04_nas": "nas",
+    "05_bnn": "bnn",
+}
+FA_PAGES = ["index", *FA_CHAPTERS, "assignments", "glossary"]
+
+PERSIAN = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  await document.fonts.ready;
+  const page = document.querySelector('article .fa-page');
+  if (!page) return null;
+  const direction = e => getComputedStyle(e).direction;
+  const prose = [...page.querySelectorAll('h1, h2, p, li, td, th')]
+    .filter(e => !e.closest('pre, .highlight, mjx-container, .fa-ltr'));
+  const islands = [...page.querySelectorAll('pre, code, mjx-container, .fa-ltr')];
+  const math = [...page.querySelectorAll('.math')];
+  const x = (node, start) => {
+    const range = document.createRange();
+    range.setStart(node, start);
+    range.setEnd(node, start + 1);
+    return range.getBoundingClientRect().x;
+  };
+  // "Persian (English)": the Persian comes first, so it sits right of the English
+  const term = page.querySelector('.fa-term-first');
+  const english = term && term.querySelector('.fa-en');
+  // a signed number ("-4", "+1") keeps its sign on the left
+  const signed = [...page.querySelectorAll('.fa-ltr')]
+    .find(e => /^[+-][0-9]/.test(e.textContent));
+  return {
+    dir: page.getAttribute('dir'), lang: page.getAttribute('lang'),
+    notRtl: prose.filter(e => direction(e) !== 'rtl').map(e => e.textContent.slice(0, 40)),
+    notLtr: islands.filter(e => direction(e) !== 'ltr').map(e => e.textContent.slice(0, 40)),
+    math: math.length,
+    untypeset: math.filter(m => !m.querySelector('mjx-container')).length,
+    images: [...page.querySelectorAll('img')].map(i => i.complete && i.naturalWidth > 0),
+    tables: page.querySelectorAll('table').length,
+    resultsTables: page.querySelectorAll('table.fa-results-table').length,
+    noResult: page.querySelectorAll('.fa-no-result').length,
+    font: [...document.fonts].filter(f => f.family.replace(/"/g, '') === 'Vazirmatn Course')
+      .map(f => f.status),
+    termOrder: english ? [x(term.firstChild, 0), x(english.firstChild, 0)] : null,
+    signOrder: signed ? [x(signed.firstChild, 0), x(signed.firstChild, 1)] : null,
+  };
+}"""
+
+
+@pytest.mark.slow
+def test_the_persian_pages_read_right_to_left_offline(persian_book, browser):
+    """Every Persian page, in a book whose chapter pages are stand-ins (test_book_fa.py):
+    right to left with code, math and numbers left to right inside, the shipped font
+    loaded, results as HTML tables with their figures (or the labelled note), math typeset,
+    no console error and no request leaving the machine."""
+    from course_lib.results import load_results
+
+    shots = os.environ.get("BOOK_SCREENSHOTS")
+    problems: dict[str, list[str]] = {}
+    signed = terms = 0
+    for name in FA_PAGES:
+        page, errors, blocked = open_offline(
+            browser, persian_book.html / "book" / "fa" / f"{name}.html"
+        )
+        found = [f"console error: {e}" for e in errors]
+        found += [f"network request (blocked): {url}" for url in blocked]
+        seen = page.evaluate(PERSIAN)
+        if seen is None:
+            problems[name] = ["no right-to-left block (.fa-page) in the article"]
+            page.context.close()
+            continue
+        if (seen["dir"], seen["lang"]) != ("rtl", "fa"):
+            found.append(f"dir={seen['dir']} lang={seen['lang']}, want rtl, fa")
+        found += [f"prose not right to left: {t!r}" for t in seen["notRtl"][:3]]
+        found += [f"code/math/number not left to right: {t!r}" for t in seen["notLtr"][:3]]
+        if seen["font"] != ["loaded"]:
+            found.append(f"the Vazirmatn font did not load: {seen['font']}")
+        if seen["untypeset"]:
+            found.append(f"{seen['untypeset']} of {seen['math']} formulas not typeset")
+        if not all(seen["images"]):
+            found.append("an image did not load")
+        if name in FA_CHAPTERS:
+            if not seen["math"]:
+                found.append("a chapter page without its key equations")
+            if load_results(FA_CHAPTERS[name]) is None:
+                if seen["noResult"] < 1 or seen["resultsTables"]:
+                    found.append("no saved result, but no labelled note")
+            elif seen["resultsTables"] != 1 or len(seen["images"]) < 1:
+                found.append(
+                    f"{seen['resultsTables']} results tables, {len(seen['images'])} figures"
+                )
+        if seen["termOrder"]:
+            terms += 1
+            persian, english = seen["termOrder"]
+            if not persian > english:
+                found.append(f"'Persian (English)' laid out left to right: {seen['termOrder']}")
+        if seen["signOrder"]:
+            signed += 1
+            sign, digit = seen["signOrder"]
+            if not sign < digit:
+                found.append(f"a signed number shows its sign on the right: {seen['signOrder']}")
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(shots) / f"fa_{name}.png"), full_page=True)
+        page.context.close()
+        if found:
+            problems[name] = found
+    report = [f"{name}: {problem}" for name, found in problems.items() for problem in found]
+    assert not report, "what a Persian reader would see wrong:\n" + "\n".join(report)
+    assert terms >= 5 and signed >= 1, (terms, signed)

@@ -84,14 +84,16 @@ def _labels(xs: list[float], ys: list[float], texts: list[str]) -> dict[tuple, s
 def lines(spec: dict, metrics: dict, chapter: str) -> Figure:
     fig = Figure(figsize=(7, 3.6))
     ax = fig.add_subplot()
+    xs, ys, texts = [], [], []
     for series in spec["series"]:
         points = _points(lookup(metrics, series["key"], chapter), series, chapter)
-        xs = [x * series.get("x_scale", 1) for x, _, _ in points]
-        ys = [y * series.get("scale", 1) for _, y, _ in points]
+        x = [px * series.get("x_scale", 1) for px, _, _ in points]
+        y = [py * series.get("scale", 1) for _, py, _ in points]
         style = "o" if series.get("style") == "points" else "o-"
-        ax.plot(xs, ys, style, label=series.get("label"), markersize=4)
-        for (x, y), text in _labels(xs, ys, [text for _, _, text in points]).items():
-            ax.annotate(text, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+        ax.plot(x, y, style, label=series.get("label"), markersize=4)
+        xs, ys, texts = xs + x, ys + y, texts + [text for _, _, text in points]
+    for (x, y), text in _labels(xs, ys, texts).items():
+        ax.annotate(text, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
     if spec.get("log_x"):
         ax.set_xscale("log")
     ax.margins(0.08)

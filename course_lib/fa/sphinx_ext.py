@@ -70,6 +70,11 @@ def _record(env, chapter: str) -> dict | None:
         ) from error
 
 
+def _message(error: Exception) -> str:
+    """An error's message (a ``KeyError`` would quote it)."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
 def _ltr(text: str) -> nodes.inline:
     """Left-to-right text inside a Persian paragraph (numbers, units, names)."""
     return nodes.inline(text, text, classes=["fa-ltr"])
@@ -122,7 +127,7 @@ class ChapterDirective(SphinxDirective):
             chapter = _spec(self.env).chapter(self.arguments[0])
             return chapter, _record(self.env, chapter.name)
         except (KeyError, ValueError, FileNotFoundError) as error:
-            raise self.error(str(error)) from error
+            raise self.error(_message(error)) from error
 
     def no_result(self, chapter: spec.ChapterSpec) -> nodes.admonition:
         return _note(
@@ -145,7 +150,7 @@ class ResultsTable(ChapterDirective):
         try:
             cells = spec.table(chapter, record)
         except (KeyError, ValueError) as error:
-            raise self.error(str(error)) from error
+            raise self.error(_message(error)) from error
         with_source = any(c.source for c in cells)
         headers = ["کمیت", "کلید در فایل نتایج", "مقدار اندازه‌گیری‌شده"]
         headers += ["گزارش منبع"] if with_source else []
@@ -195,7 +200,7 @@ class ResultsFigure(ChapterDirective):
         try:
             figure = figures.draw(chapter.figure, record["metrics"], chapter.name)
         except (KeyError, ValueError) as error:
-            raise self.error(str(error)) from error
+            raise self.error(_message(error)) from error
         alt = self.options.get("alt") or f"figure drawn from results/{chapter.name}.json"
         node = nodes.figure(classes=["fa-results-figure"])
         node += nodes.image(uri=figures.svg_data_uri(figure), alt=alt)
@@ -298,7 +303,7 @@ class TermRole(ReferenceRole):
         try:
             term = _glossary(self.env).term(self.target)
         except (KeyError, ValueError, FileNotFoundError) as error:
-            message = self.inliner.reporter.error(str(error.args[0]), line=self.lineno)
+            message = self.inliner.reporter.error(_message(error), line=self.lineno)
             return [self.inliner.problematic(self.rawtext, self.rawtext, message)], [message]
         shown = self.title if self.has_explicit_title else term.fa
         seen = self.env.temp_data.setdefault("fa_terms_seen", set())

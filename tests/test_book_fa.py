@@ -1,0 +1,438 @@
+"""The Persian part of the book (book/fa, course_lib.fa): its glossary is one data file whose
+terms are the ones the source documents use, its tables and figures come from the saved
+results/*.json (a missing metric stops the build, a missing file gives a labelled note),
+its pages are right-to-left with Latin digits, and the font ships with its licence.
+Small Sphinx projects test the directives; the browser checks are in test_book_browser.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from course_lib.fa import assignments, figures, glossary, spec
+
+REPO = Path(__file__).resolve().parents[1]
+FA = REPO / "book" / "fa"
+SEEDS = REPO.parent / "shared" / "seeds"
+FA_PAGES = ["index", "01_baseline", "02_pruning", "03_taylor", "04_nas", "05_bnn"]
+FA_PAGES += ["assignments", "glossary"]
+ISSUE_TERMS = [
+    "pruning",
+    "sparsity",
+    "fine-tuning",
+    "structured pruning",
+    "importance",
+    "supernet",
+    "decision variable",
+    "synchronization point",
+    "straight-through estimator",
+    "binarization",
+    "quantization error",
+    "latency",
+    "speed-up",
+]
+FUTURE_KEYS = {
+    "taylor": ["params_removed_fraction", "accuracy_drop_points"],
+    "bnn": [
+        "binary_resnet20_test_accuracy",
+        "fp_resnet20_test_accuracy",
+        "kernel_speedup_256",
+        "packed_size_ratio",
+    ],
+}
+TERM_ROLE = re.compile(r"\{fa-term\}`([^`]+)`")
+
+
+def seed_text(text: str) -> str:
+    """Seed text with the differences of spelling that text extraction leaves removed:
+    Arabic yeh and kaf, zero-width non-joiners, spaces, diacritics, the ezafe."""
+    text = text.replace("ي", "ی").replace("ى", "ی").replace("ك", "ک")
+    text = re.sub("ه[\u200c ]ی(?=\\s)", "ه", text)
+    return re.sub(r"[\u200c\u200d\u0640\u0654\u064b-\u0652\s]", "", text)
+
+
+# -- the glossary -------------------------------------------------------------------------------
+
+
+def test_the_glossary_has_the_course_terms():
+    terms = glossary.load_glossary(FA / "glossary.yml")
+    assert len(terms) >= 40
+    for english in ISSUE_TERMS:
+        term = terms.term(english)
+        assert term.fa and term.note, english
+    assert terms.term("Synchronization  Point").fa == terms.term("synchronization point").fa
+
+
+@pytest.mark.skipif(not SEEDS.is_dir(), reason=f"no source documents at {SEEDS}")
+def test_glossary_terms_are_the_ones_the_source_documents_use():
+    """A term that names seeds appears in each of them (seed 002's extraction reverses the
+    word order of its lines, so the reversed phrase counts too)."""
+    texts = {p.name[:3]: seed_text(p.read_text(encoding="utf-8")) for p in SEEDS.glob("*.txt")}
+    terms = glossary.load_glossary(FA / "glossary.yml").values()
+    missing = []
+    for term in terms:
+        forms = {seed_text(term.fa), seed_text(" ".join(reversed(term.fa.split())))}
+        missing += [
+            f"{term.en} / {term.fa}: not in seed {number}"
+            for number in term.seeds
+            if not any(form in texts[number] for form in forms)
+        ]
+    assert not missing, "\n".join(missing)
+    assert sum(bool(t.seeds) for t in terms) >= 30, "most terms should come from the sources"
+
+
+def test_a_broken_glossary_is_refused_with_every_problem_listed(tmp_path):
+    path = tmp_path / "glossary.yml"
+    path.write_text(
+        "- {en: pruning, fa: هرس, note: یک}\n"
+        "- {en: Pruning, fa: هرس, note: دو}\n"
+        "- {en: sparsity, fa: '', note: سه}\n"
+        "- {en: latency, fa: تأخیر, note: '۱۰ میلی‌ثانیه', seeds: [1]}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError) as error:
+        glossary.load_glossary(path)
+    message = str(error.value)
+    assert "'pruning' is listed twice" in message
+    assert "(sparsity): 'fa' is missing or empty" in message
+    assert "(latency): write note with Latin digits" in message
+    assert "seeds is a list of strings" in message
+    with pytest.raises(KeyError, match="not in the glossary"):
+        glossary.load_glossary(FA / "glossary.yml").term("no such term")
+
+
+def test_every_term_a_persian_page_uses_is_in_the_glossary():
+    terms = glossary.load_glossary(FA / "glossary.yml")
+    used = set()
+    for page in FA.glob("*.md"):
+        for text in TERM_ROLE.findall(page.read_text(encoding="utf-8")):
+            key = re.search(r"<([^>]+)>\s*$", text)
+            used.add((key.group(1) if key else text).strip())
+    for english in used:
+        terms.term(english)
+    assert len(used) >= 40
+
+
+# -- Latin digits, the font ---------------------------------------------------------------------
+
+
+def test_the_persian_sources_write_numbers_with_latin_digits():
+    for path in [*FA.glob("*.md"), *FA.glob("*.yml")]:
+        found = glossary.PERSIAN_DIGITS.findall(path.read_text(encoding="utf-8"))
+        assert not found, f"{path.name} uses Persian digits {found[:5]}: write 0-9"
+
+
+def test_the_font_ships_with_its_licence_and_the_stylesheet_uses_it():
+    static = REPO / "course_lib" / "fa" / "static"
+    font = static / "fonts" / "vazirmatn-arabic-wght-normal.woff2"
+    assert font.read_bytes()[:4] == b"wOF2" and font.stat().st_size < 100_000
+    assert "SIL OPEN FONT LICENSE Version 1.1" in (static / "fonts" / "OFL.txt").read_text()
+    css = (static / "course-fa.css").read_text()
+    assert f'url("fonts/{font.name}")' in css and '"Vazirmatn Course"' in css
+
+
+def test_the_persian_part_follows_the_chapters_in_the_table_of_contents():
+    from course_lib import book
+
+    files = book.toc_files()
+    fa = [f for f in files if f.startswith("book/fa/")]
+    assert fa == [f"book/fa/{name}" for name in FA_PAGES]
+    last_chapter = max(i for i, f in enumerate(files) if f.startswith("notebooks/"))
+    assert files.index(fa[0]) > last_chapter
+
+
+# -- the results spec ---------------------------------------------------------------------------
+
+
+def test_the_spec_has_every_chapter_and_the_future_keys_of_chapters_3_and_5():
+    chapters = spec.load_spec(FA / "results.yml").chapters
+    assert list(chapters) == ["baseline", "pruning", "taylor", "nas", "bnn"]
+    for name, keys in FUTURE_KEYS.items():
+        assert [row.key for row in chapters[name].table] == keys
+    assert chapters["bnn"].table[2].interval == "kernel_speedup_256_interval"
+    for chapter in chapters.values():
+        assert (REPO / chapter.notebook).exists() or chapter.name in FUTURE_KEYS
+        assert chapter.figure is not None, chapter.name
+
+
+@pytest.mark.parametrize("chapter", ["baseline", "pruning", "nas"])
+def test_each_saved_result_has_what_its_persian_page_shows(chapter):
+    from course_lib.results import load_results
+
+    entry = spec.load_spec(FA / "results.yml").chapter(chapter)
+    record = load_results(chapter)
+    assert record is not None, f"results/{chapter}.json is committed"
+    cells = spec.table(entry, record)
+    assert [c.key for c in cells] == [row.key for row in entry.table]
+    first = entry.table[0]
+    value = spec.lookup(record["metrics"], first.key, chapter)
+    assert cells[0].value.startswith(spec.format_value(value, first.format, first.key))
+    figure = figures.draw(entry.figure, record["metrics"], chapter)
+    assert figure.axes and (figure.axes[0].lines or figure.axes[0].patches)
+
+
+def test_values_are_formatted_with_their_units_and_intervals():
+    assert spec.format_value(0.90259, "percent") == "90.3%"
+    assert spec.format_value(814570, "count") == "814,570"
+    assert spec.format_value(3274859, "megabytes") == "3.27 MB"
+    assert spec.format_value(-1.26, "points") == "-1.3"
+    assert spec.format_value(0.001, "number") == "0.001"
+    assert spec.format_value("l2_group", "text") == "l2_group"
+    with pytest.raises(ValueError, match="'speedup' is 'fast', not a number"):
+        spec.format_value("fast", "ratio", "speedup")
+    metrics = {
+        "ratio": {"median": 2.1, "interval": [1.9, 2.3]},
+        "latency": {"median_ms": 1.5, "low_ms": 1.4, "high_ms": 1.7},
+        "plain": 2.68,
+        "plain_interval": [2.5, 2.9],
+        "old": 0.95,
+    }
+    rows = [
+        spec.Row("ratio", "a", "ratio"),
+        spec.Row("latency", "b", "ms"),
+        spec.Row("plain", "c", "ratio", interval="plain_interval"),
+        spec.Row("old", "d", "ratio"),
+    ]
+    cells = [spec.cell(row, metrics, "demo") for row in rows]
+    assert [c.value for c in cells] == [
+        "2.10x (1.90-2.30)",
+        "1.5 ms (1.4-1.7 ms)",
+        "2.68x (2.50-2.90)",
+        "0.95x",
+    ]
+    assert [c.note for c in cells] == [None, None, None, spec.NO_INTERVAL]
+
+
+def test_a_missing_metric_names_the_key_the_file_and_the_spec():
+    entry = spec.load_spec(FA / "results.yml").chapter("taylor")
+    record = {"profile": "full", "metrics": {"params_removed_fraction": 0.5}}
+    with pytest.raises(spec.MissingMetric) as error:
+        spec.table(entry, record)
+    assert str(error.value).startswith("results/taylor.json has no metric 'accuracy_drop_points'")
+    assert "book/fa/results.yml" in str(error.value)
+    with pytest.raises(ValueError, match="holds a 'quick' run.*--profile full"):
+        spec.table(entry, {"profile": "quick", "metrics": {}})
+
+
+def test_a_broken_spec_is_refused(tmp_path):
+    path = tmp_path / "results.yml"
+    path.write_text(
+        "demo:\n  table:\n    - {key: a, label: x, format: percent}\n"
+        "other:\n  notebook: notebooks/x.ipynb\n"
+        "  table:\n    - {key: a, label: '۵ درصد', format: furlongs}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError) as error:
+        spec.load_spec(path)
+    assert "demo: needs 'notebook'" in str(error.value)
+    assert "format 'furlongs' is not one of" in str(error.value)
+    assert "write label with Latin digits" in str(error.value)
+
+
+def test_figures_draw_lines_and_bars_from_the_metrics():
+    metrics = {
+        "sweep": {"0.2": {"acc": 0.9}, "0.5": {"acc": 0.8}},
+        "runs": [{"beta": 1, "lat": 0.4, "acc": 0.75}, {"beta": 0.1, "lat": 0.4001, "acc": 0.75}],
+        "history": [0.5, 0.6, 0.7],
+        "binary": 0.8,
+        "speedup": {"median": 7.5, "interval": [7.0, 8.0]},
+    }
+    lines = figures.draw(
+        {
+            "kind": "lines",
+            "series": [
+                {"key": "sweep", "field": "acc", "x_scale": 100, "scale": 100, "label": "a"},
+                {"key": "history", "label": "b"},
+                {"key": "runs", "field": "acc", "x": "lat", "point_labels": "beta"},
+            ],
+        },
+        metrics,
+        "demo",
+    )
+    ax = lines.axes[0]
+    assert list(ax.lines[0].get_xdata()) == [20.0, 50.0]
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([90.0, 80.0])
+    assert list(ax.lines[1].get_xdata()) == [1, 2, 3]
+    assert [t.get_text() for t in ax.texts] == ["1, 0.1"], "coinciding points share a label"
+    bars = figures.draw(
+        {
+            "kind": "bars",
+            "bars": [
+                {"key": "binary", "label": "binary", "scale": 100, "source": 87.4},
+                {"key": "speedup", "label": "speed-up"},
+            ],
+        },
+        metrics,
+        "demo",
+    )
+    heights = [p.get_height() for p in bars.axes[0].patches]
+    assert heights == pytest.approx([80.0, 87.4, 7.5])
+    assert figures.svg_data_uri(bars) == figures.svg_data_uri(bars), "same metrics, same bytes"
+    with pytest.raises(spec.MissingMetric, match="no metric 'nope'"):
+        figures.draw({"kind": "bars", "bars": [{"key": "nope", "label": "x"}]}, metrics, "demo")
+
+
+def test_assignment_points_come_from_the_notebooks_and_match_the_instructors_guide():
+    found = {p.name: p for p in assignments.all_points()}
+    guide = (REPO / "book" / "grading.md").read_text()
+    for name, points in found.items():
+        row = re.search(rf"^\| `{name}` \|.*\| (\d+) points \| (\d+) points \|$", guide, re.M)
+        assert row, f"book/grading.md has no row for {name}"
+        assert (points.auto, points.manual) == (float(row.group(1)), float(row.group(2))), name
+
+
+# -- the directives, in a small Sphinx project --------------------------------------------------
+
+
+def sphinx_build(tmp_path: Path, pages: dict[str, str], results: dict[str, object]) -> Path:
+    """Build ``pages`` (path -> MyST text) with course_lib.fa and the repository's glossary
+    and spec, reading ``results`` (chapter -> record, or raw text) from a scratch folder;
+    warnings are errors. Returns the HTML folder."""
+    from sphinx.application import Sphinx
+    from sphinx.util.docutils import docutils_namespace, patch_docutils
+
+    src, out, saved = tmp_path / "src", tmp_path / "out", tmp_path / "results"
+    (src / "book" / "fa").mkdir(parents=True)
+    saved.mkdir()
+    for name in ("glossary.yml", "results.yml"):
+        shutil.copy(FA / name, src / "book" / "fa" / name)
+    for chapter, record in results.items():
+        text = record if isinstance(record, str) else json.dumps(record)
+        (saved / f"{chapter}.json").write_text(text)
+    pages = {"book/fa/glossary.md": "# واژه‌نامه\n\n```{fa-glossary}\n```\n", **pages}
+    for path, text in pages.items():
+        (src / path).parent.mkdir(parents=True, exist_ok=True)
+        (src / path).write_text(text, encoding="utf-8")
+    toctree = "\n".join(p.removesuffix(".md") for p in pages)
+    (src / "index.md").write_text(f"# Book\n\n```{{toctree}}\n{toctree}\n```\n")
+    (src / "conf.py").write_text(
+        "extensions = ['myst_parser', 'course_lib.fa']\n"
+        "myst_enable_extensions = ['dollarmath']\n"
+        "numfig = True\n"
+        f"fa_results_dir = {str(saved)!r}\n"
+    )
+    with patch_docutils(src), docutils_namespace():  # as sphinx-build: no state left over
+        app = Sphinx(src, src, out, out / ".doctrees", "html", status=None,
+                     warning=io.StringIO(), freshenv=True, warningiserror=True)  # fmt: skip
+        app.build()
+    return out
+
+
+def full_record(metrics: dict) -> dict:
+    return {
+        "profile": "full",
+        "command": "course run notebooks/03_taylor.ipynb --profile full",
+        "commit": "0123456789abcdef",
+        "date": "2026-01-02T03:04:05+00:00",
+        "wall_time_s": 600.0,
+        "machine": {"cpu": "Test CPU", "cores": 2},
+        "metrics": metrics,
+    }
+
+
+TAYLOR_PAGE = """# فصل 3
+
+```{chapter-links} taylor
+```
+
+{fa-term}`pruning` و باز {fa-term}`هرس‌شده <pruning>` با $E(W)$.
+
+```{results-table} taylor
+```
+
+```{results-figure} taylor
+نمودار {fa-term}`pruning`.
+```
+"""
+
+
+def test_a_saved_result_becomes_a_table_and_a_figure_on_a_right_to_left_page(tmp_path):
+    metrics = {"params_removed_fraction": 0.8123, "accuracy_drop_points": -1.25}
+    out = sphinx_build(
+        tmp_path,
+        {"book/fa/03_taylor.md": TAYLOR_PAGE, "notebooks/03_taylor.md": "# 3. Taylor\n"},
+        {"taylor": full_record(metrics)},
+    )
+    html = (out / "book" / "fa" / "03_taylor.html").read_text()
+    assert '<div class="fa-page" dir="rtl" lang="fa">' in html
+    table = html[html.index("fa-results-table") : html.index("</table>")]
+    assert '<span class="fa-ltr">81.2%</span>' in table
+    assert '<span class="fa-ltr">-1.2</span>' in table, "values come from the file"
+    assert '<span class="fa-ltr">-4</span> (دقت از' in table, "signed numbers stay left to right"
+    assert "<code" in table and "params_removed_fraction" in table
+    assert "2026-01-02" in html and "0123456789ab" in html and "Test CPU, 2 cores" in html
+    assert re.search(r'<img[^>]+src="data:image/svg\+xml;base64,', html)
+    assert "شکل" in html and "Fig." not in html
+    links = re.findall(r'<a class="[^"]*fa-term-first[^"]*" href="([^"]+)"', html)
+    assert links == ["glossary.html#fa-term-pruning"], "the first use only links"
+    assert html.count('<span class="fa-ltr fa-en">pruning</span>') == 1
+    assert "هرس‌شده" in html
+    assert 'href="../../notebooks/03_taylor.html"' in html, "the English chapter is linked"
+    glossary_html = (out / "book" / "fa" / "glossary.html").read_text()
+    assert 'id="fa-term-pruning"' in glossary_html and "straight-through estimator" in glossary_html
+    assert (out / "_static" / "fonts" / "vazirmatn-arabic-wght-normal.woff2").exists()
+    assert 'href="../../_static/course-fa.css' in html
+
+
+def test_a_chapter_without_a_saved_result_gets_a_labelled_note(tmp_path):
+    out = sphinx_build(tmp_path, {"book/fa/03_taylor.md": TAYLOR_PAGE}, {})
+    html = (out / "book" / "fa" / "03_taylor.html").read_text()
+    text = re.sub(r"<[^>]+>", "", html)
+    assert "هنوز نتیجهٔ اجرای کامل ذخیره نشده است" in text
+    assert "course run notebooks/03_taylor.ipynb --profile full" in text
+    assert "<table" not in html and "<img" not in html
+    assert "notebooks/03_taylor.ipynb" in text and "هنوز به کتاب اضافه نشده" in text, (
+        "an English chapter not in the book yet is named, not linked"
+    )
+
+
+@pytest.mark.parametrize(
+    ("saved", "page", "message"),
+    [
+        (
+            {"taylor": full_record({"params_removed_fraction": 0.8})},
+            TAYLOR_PAGE,
+            "results/taylor.json has no metric 'accuracy_drop_points'",
+        ),
+        ({"taylor": "{not json"}, TAYLOR_PAGE, "taylor.json is not valid JSON"),
+        ({}, "# x\n\n{fa-term}`no such term`\n", "'no such term' is not in the glossary"),
+        ({}, "# x\n\n```{results-table} chapter9\n```\n", "chapter 'chapter9' is not in"),
+    ],
+    ids=["missing metric", "corrupt file", "unknown term", "unknown chapter"],
+)
+def test_the_build_stops_with_a_clear_message(tmp_path, saved, page, message):
+    with pytest.raises(Exception, match=re.escape(message)):
+        sphinx_build(tmp_path, {"book/fa/03_taylor.md": page}, saved)
+
+
+# -- the built book -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_persian_pages_of_the_built_book_show_the_saved_results(persian_book):
+    from course_lib.results import load_results
+
+    chapters = spec.load_spec(FA / "results.yml").chapters
+    pages = dict(
+        zip(chapters, ["01_baseline", "02_pruning", "03_taylor", "04_nas", "05_bnn"], strict=True)
+    )
+    for name, page in pages.items():
+        html = (persian_book.html / "book" / "fa" / f"{page}.html").read_text()
+        assert '<div class="fa-page" dir="rtl" lang="fa">' in html, page
+        record = load_results(name)
+        if record is None:
+            assert "هنوز نتیجهٔ اجرای کامل ذخیره نشده است" in html, page
+            continue
+        for cell in spec.table(chapters[name], record):
+            assert f'<span class="fa-ltr">{cell.value}</span>' in html, (page, cell.key)
+        assert "data:image/svg+xml;base64," in html, page
+    for page in FA_PAGES:
+        html = (persian_book.html / "book" / "fa" / f"{page}.html").read_text()
+        text = re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.S)
+        assert not glossary.PERSIAN_DIGITS.search(text), f"{page}: Persian digits"
+    assert (persian_book.html / "_static" / "fonts" / "OFL.txt").exists()
