@@ -231,27 +231,23 @@ class ChapterLinks(ChapterDirective):
         else:
             english = [
                 "فصل انگلیسی هنوز به کتاب اضافه نشده است؛ نوت‌بوک آن ",
-                notebook_literal(notebook),
+                nodes.literal(text=notebook),
                 " خواهد بود.",
             ]
         items = [
             english,
             [
                 "نوت‌بوک فصل: ",
-                notebook_literal(notebook),
+                nodes.literal(text=notebook),
                 " (در JupyterLab باز کنید، یا با ",
                 nodes.literal(text=f"course run {notebook}"),
-                " اجرای سریع بگیرید)",
+                " به‌صورت سریع اجرا کنید)",
             ],
             ["اجرای کامل و ذخیرهٔ نتایج: ", nodes.literal(text=chapter.command)],
         ]
         bullets = nodes.bullet_list(classes=["fa-chapter-links"])
         bullets += [nodes.list_item("", _paragraph(*item)) for item in items]
         return [bullets]
-
-
-def notebook_literal(path: str) -> nodes.literal:
-    return nodes.literal(text=path)
 
 
 class Glossary(SphinxDirective):
