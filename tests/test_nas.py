@@ -3,12 +3,16 @@ can be."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from course_lib import measure, nas
+from course_lib import data, measure, nas, train
+from course_lib.data import DataSettings
+from course_lib.nas import multicore
 from course_lib.nas.supernet import DIRECT, SYNC
 from course_lib.train import TrainConfig
 
@@ -172,6 +176,46 @@ def test_cost_losses_are_normalized_and_follow_eq_12():
     assert total.item() == pytest.approx(0.28 * 2.0 + 0.1 * 0.75)
 
 
+def test_measured_sync_cost_plugs_into_the_loss():
+    # 2 levels of sync time (ms) at 1e6 FLOPs per ms: C_sync in op-FLOP equivalents
+    costs = nas.measured_sync_costs([0.01, 0.02, 0.03], 1e6)
+    assert costs == (1e4, 2e4, 3e4)
+    ops, syncs, scale = nas.cost_tables(TINY, costs)
+    assert syncs.tolist() == [1e4, 2e4, 3e4]
+    assert scale == pytest.approx(ops.amax(dim=-1).sum().item())  # the ops' normalizer
+    probs = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    expected = (1e4 + 0.5 * 2e4) / scale
+    assert nas.sync_loss(probs, syncs, scale).item() == pytest.approx(expected)
+    # the default: merge FLOPs, normalized by themselves
+    _, flops, none = nas.cost_tables(TINY)
+    assert none is None and torch.equal(flops, nas.sync_cost_table(TINY))
+    with pytest.raises(ValueError, match="3 sync points"):
+        nas.cost_tables(TINY, (1.0, 2.0))
+    with pytest.raises(ValueError, match="throughput"):
+        nas.measured_sync_costs([0.1], 0.0)
+    with pytest.raises(ValueError, match="sync_costs"):
+        nas.SearchConfig(sync_costs=(-1.0, 0.0, 0.0))
+
+
+def test_search_with_a_higher_measured_sync_cost_drops_sync_points_faster():
+    def search_with(sync_costs):
+        torch.manual_seed(0)
+        supernet = nas.SuperNet(TINY)
+        config = nas.SearchConfig(
+            weights=TrainConfig(epochs=1, lr=0.05, autocast=False, channels_last=False),
+            arch_lr=0.5,
+            beta=1.0,
+            sync_costs=sync_costs,
+        )
+        history = nas.search(supernet, _Batches(), config, progress=False)
+        return torch.tensor(history.sync_probs[-1])[:, 0], history
+
+    cheap, _ = search_with((0.0, 0.0, 0.0))
+    dear, history = search_with((1e7, 1e7, 1e7))
+    assert (dear < cheap).all()
+    assert history.sync_loss[-1] > 0
+
+
 def test_cost_gradient_prefers_cheaper_ops():
     supernet = nas.SuperNet(TINY)
     loss = nas.ops_loss(supernet.op_probs(), nas.op_cost_table(TINY))
@@ -217,6 +261,134 @@ def test_parallel_executor_raises_on_bad_input_and_recovers():
         with pytest.raises(Exception):  # noqa: B017 - whatever ONNX Runtime raises
             par(np.zeros((1, 4, 32, 32), dtype=np.float32))
         assert np.array_equal(par(x), good)  # no stale result of the failed call
+
+
+@pytest.mark.parametrize("merge", ["conv", "sum"])
+def test_fork_executor_gives_the_networks_logits(merge):
+    space = nas.SearchSpace(widths=(4, 6, 8), hidden=16, merge=merge)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for arch in _archs(space):
+        net = _scramble(nas.ParallelNet(space, arch)).eval()
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        forked, inline = nas.ForkExecutor(net), nas.ForkExecutor(net, parallel=False)
+        assert forked.stages == 1 + sum(arch.syncs[:-1]) + (0 if not arch.syncs[-1] else 1)
+        out = forked(x)
+        assert torch.equal(out, inline(x)), "forked and sequential runs use the same kernels"
+        with torch.no_grad():
+            torch.testing.assert_close(out, net(x), rtol=1e-4, atol=1e-5)
+        assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+        assert net.training is False and next(net.parameters()).requires_grad
+
+
+def test_fork_executor_raises_on_bad_input_and_recovers():
+    net = nas.ParallelNet(TINY, nas.Architecture.uniform(TINY, ("conv3x3", "conv5x5"), [True] * 3))
+    forked = nas.ForkExecutor(net.eval())
+    x = torch.zeros(1, 3, 32, 32)
+    good = forked(x)
+    for bad in (torch.zeros(1, 4, 32, 32), torch.zeros(3, 32, 32), torch.zeros(1, 3, 30, 30)):
+        with pytest.raises(ValueError, match=r"expected images of shape \(N, 3, 32, 32\)"):
+            forked(bad)
+    assert torch.equal(forked(x), good)
+
+
+def test_handoff_cost_is_a_paired_difference_with_an_interval():
+    from course_lib.nas.forked import paired_difference
+
+    rounds = {"a": [2.0, 2.1, 1.9, 2.0], "b": [1.0, 1.0, 1.0, 1.0]}
+    diff = paired_difference(rounds, "a", "b")
+    assert diff["median_ms"] == pytest.approx(1.0) and diff["low_ms"] <= 1.0 <= diff["high_ms"]
+    cost = nas.handoff_cost(rounds=3, calls=20)
+    assert cost["low_ms"] <= cost["median_ms"] <= cost["high_ms"]
+
+
+def test_parallel_bound_counts_the_slower_path_and_the_serial_parts():
+    space = nas.SearchSpace(widths=(8, 16, 32, 64))
+    free = multicore.parallel_bound(space, multicore.balanced(space))
+    synced = multicore.parallel_bound(space, multicore.balanced(space, syncs=True))
+    unbalanced = multicore.parallel_bound(
+        space, nas.Architecture.uniform(space, ("conv3x3", "conv5x5"))
+    )
+    assert 1.9 < free < 2.0  # the head runs on one core
+    assert synced < free  # merges run on one core
+    assert 1.0 < unbalanced < (9 + 25) / 25 + 1e-9  # waits for the 5x5 path
+
+
+def test_multicore_cell_measures_every_way_with_intervals():
+    (row,) = multicore.measure_network(
+        TINY,
+        nas.Architecture.uniform(TINY, ("conv3x3", "conv5x5"), [True, False, False]),
+        (1,),
+        2,
+        twin=True,
+    )
+    assert set(row["latency_ms"]) == {
+        "sequential",
+        "path-parallel",
+        "sessions, sequential",
+        "sessions, parallel",
+        "onnx, 1 thread",
+        "onnx, P intra-op",
+        "ORT_PARALLEL",
+        "single path, onnx, 1 thread",
+        "single path, onnx, P intra-op",
+    }
+    assert set(row["speedup"]) == set(multicore.SPEEDUPS)
+    for ratio in row["speedup"].values():
+        low, high = ratio["interval"]
+        assert low <= ratio["median"] <= high
+    assert (
+        row["syncs"] == 1
+        and row["macs"]
+        == nas.architecture_cost(
+            TINY, nas.Architecture.uniform(TINY, ("conv3x3", "conv5x5"), [True, False, False])
+        ).mults
+    )
+
+
+# --- the second training ---------------------------------------------------------------
+
+
+def test_search_and_derive_keeps_the_search_weights_and_the_warm_start_uses_them(
+    tmp_path, monkeypatch
+):
+    config = nas.SearchConfig(
+        weights=TrainConfig(epochs=1, lr=0.05, autocast=False, channels_last=False), beta=0.5
+    )
+    result = nas.search_and_derive(TINY, config, _Batches(), _Batches(seed=1), seed=3)
+    torch.manual_seed(3)  # the same search by hand
+    supernet = nas.SuperNet(TINY)
+    nas.search(supernet, _Batches(), config, _Batches(seed=1), seed=3, progress=False)
+    assert nas.derive(supernet) == result.arch
+    expected = nas.extract(supernet, result.arch).state_dict()
+    assert set(expected) == set(result.weights)
+    assert all(torch.equal(expected[k], result.weights[k]) for k in expected)
+    # cached: the same result, weights included, without searching again
+    cache = tmp_path / "search.pt"
+    first = nas.search_and_derive(TINY, config, _Batches(), _Batches(seed=1), seed=3, cache=cache)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("a cached search ran again")
+
+    monkeypatch.setattr(sys.modules["course_lib.nas.derive"], "search", no_search)
+    again = nas.search_and_derive(TINY, config, _Batches(), _Batches(seed=1), seed=3, cache=cache)
+    assert again.arch == first.arch
+    assert all(torch.equal(first.weights[k], again.weights[k]) for k in first.weights)
+
+    # the second training starts from exactly these weights
+    seen = {}
+
+    def fake_fit(net, *args, **kwargs):
+        seen.update({k: v.detach().clone() for k, v in net.state_dict().items()})
+        return train.History(val_accuracy=[0.5], epoch_time_s=[0.0])
+
+    monkeypatch.setattr(train, "fit", fake_fit)
+    monkeypatch.setattr(train, "evaluate", lambda net, loader: (0.0, 0.5))
+    monkeypatch.setattr(data, "make_loaders", lambda *a, **k: data.Loaders(*[_Batches()] * 3))
+    epoch = TrainConfig(epochs=1, autocast=False, channels_last=False)
+    nas.retrain(TINY, result.arch, None, DataSettings(), epoch, seed=0, start=result.weights)
+    assert all(torch.equal(seen[k], result.weights[k]) for k in result.weights)
+    nas.retrain(TINY, result.arch, None, DataSettings(), epoch, seed=0)  # from scratch
+    assert not all(torch.equal(seen[k], result.weights[k]) for k in result.weights)
 
 
 def test_single_path_twin_has_about_the_same_macs():
