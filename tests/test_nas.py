@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from course_lib import data, measure, nas, train
+from course_lib import data, measure, nas, results, train
 from course_lib.data import DataSettings
-from course_lib.nas import multicore
+from course_lib.nas import multicore, plots, summary
 from course_lib.nas.supernet import DIRECT, SYNC
 from course_lib.train import TrainConfig
 
@@ -513,3 +514,129 @@ def test_alternating_search_needs_validation_data():
     config = nas.SearchConfig(scheme="alternating")
     with pytest.raises(ValueError, match="val_loader"):
         nas.search(nas.SuperNet(TINY), _Batches(), config, None, progress=False)
+
+
+# --- what the chapter shows --------------------------------------------------------------
+
+
+def _latency(ms: float) -> dict:
+    return {"median_ms": ms, "low_ms": 0.9 * ms, "high_ms": 1.1 * ms}
+
+
+def _assessment(accuracy: float, ms: float, retrain: str = "warm_start") -> dict:
+    arch = nas.Architecture.uniform(nas.SearchSpace(), ("conv3x3", "conv5x5"))
+    return {
+        "retrain": retrain,
+        "structure": arch.describe(),
+        "architecture": arch.as_dict(),
+        "accuracies": [accuracy],
+        "accuracy_mean": accuracy,
+        "accuracy_std": 0.0,
+        "val_accuracy_mean": accuracy,
+        "macs": 1000,
+        "params": 10,
+        "latency_ms": {
+            k: _latency(ms * f) for k, f in (("onnx", 1), ("parallel", 0.6), ("sequential", 1))
+        },
+        "parallel_speedup": {"median": 1.6, "interval": [1.5, 1.7]},
+        "train_time_s": 1.0,
+    }
+
+
+def _metrics() -> dict:
+    """A small metrics dict in the layout ChapterRun writes (numbers made up)."""
+    space = nas.SearchSpace()
+    arch = nas.Architecture.uniform(space, ("conv3x3", "conv5x5"))
+    search = {
+        "seed": 0,
+        "structure": arch.describe(),
+        "architecture": arch.as_dict(),
+        "op_probs": [[[0.6, 0.4]] * 2] * 4,
+        "sync_probs": [[0.3, 0.7]] * 4,
+        "decision_margin": 0.6,
+        "op_probs_history": [[[[0.6, 0.4]] * 2] * 4],
+        "sync_probs_history": [[[0.3, 0.7]] * 4],
+    }
+    sweep = [
+        {
+            "beta": beta,
+            "structure": arch.describe(),
+            "searches": [search, {**search, "seed": 1}],
+            "agreement": {"same": True, "differing": 0, "decisions": 12},
+            **_assessment(0.5 + beta / 10, 1 - beta / 10),
+            "warm_start": [_assessment(0.5, 1.0)] * 2,
+            "from_scratch": _assessment(0.4, 1.0, "from_scratch"),
+        }
+        for beta in (1.0, 0.1)
+    ]
+    row = {
+        "widths": "paper",
+        "channels": [8, 16, 32, 64],
+        "batch": 1,
+        "syncs": 0,
+        "flop_bound": 1.4,
+        "latency_ms": {k: _latency(0.2) for k in summary.COLUMNS},
+        "speedup": {k: {"median": 1.2, "interval": [1.1, 1.3]} for k in multicore.SPEEDUPS},
+    }
+    table = [
+        {**row, "network": name, "syncs": 4 * ("all" in name or name == "best searched")}
+        for name in multicore.networks(arch, space)
+    ]
+    return {
+        "profile": "quick",
+        "protocol": {"retrain_epochs": 1, "seeds": [0]},
+        "sync_configs": {
+            name: _assessment(0.5, 0.1 + i / 10) for i, name in enumerate(("none", "all"))
+        },
+        "beta_sweep": sweep,
+        "sync_cost": {
+            "handoff_ms": _latency(0.01),
+            "ops": ["conv3x3", "conv5x5"],
+            "op_flops": nas.op_cost_table(space)[:, 0].tolist(),
+            "flops_per_ms": 1e7,
+            "sync_ms": [0.03] * 4,
+            "sync_costs": [3e5] * 4,
+            "merge_flops": nas.sync_cost_table(space).tolist(),
+            "ops_normalizer": 1e7,
+        },
+        "latency_cost_sweep": [
+            {**search, "beta": e["beta"], "same_as_flops_model": True} for e in sweep
+        ],
+        "best_network": {"beta": 0.1, "search_seed": 0, "epochs": 1, **_assessment(0.6, 1.0)},
+        "best_test_accuracy": 0.6,
+        "parallel_table": table,
+        "parallel_speedup_b1_paper_widths": 1.2,
+        "parallel_speedup_b1_paper_widths_interval": [1.1, 1.3],
+    }
+
+
+def test_summary_and_plots_draw_this_runs_metrics():
+    m = summary.normalize(_metrics())
+    assert m["legacy"] is False
+    text = "\n".join(part.data for part in summary.report(m, 60.0))
+    assert "quick-profile run" in text and "smoke test" in text
+    assert "1.20x (1.10-1.30)" in text  # every speed-up with its interval
+    assert "0.1 ms (0.09-0.11)" in text  # every latency with its interval
+    assert "seeds derive the same network" in text
+    assert len(plots.report(m)) == 4
+
+
+def test_summary_reads_the_results_saved_before_intervals():
+    record = results.load_results("nas")
+    assert record is not None, "results/nas.json is committed"
+    m = summary.normalize(record["metrics"])
+    if m["legacy"]:  # replaced by a new full run: then it must read as the current layout
+        text = "\n".join(part.data for part in summary.report(m, record["wall_time_s"]))
+        assert "saved before latencies carried intervals" in text
+        assert m["sync_configs"]["all"]["latency_ms"]["onnx"]["low_ms"] is None
+    assert summary.report(m) and plots.report(m)
+    plt.close("all")
+
+
+def test_supernet_diagram_draws_every_block_and_sync_point():
+    space = nas.SearchSpace(paths=3, widths=(4, 8))
+    fig = plots.supernet_diagram(space)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sum("mixed op" in t for t in texts) == space.paths * space.levels
+    assert sum(t.startswith("sync ") for t in texts) == space.levels
+    plt.close(fig)

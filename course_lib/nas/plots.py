@@ -58,17 +58,10 @@ def supernet_diagram(space: SearchSpace) -> Figure:
             source = (0.4, 0) if level == 0 else (x - step + 0.75, y)
             _arrow(ax, source, (x - box_w / 2, y))
         sx = x + box_w / 2 + 0.3
-        ax.plot([sx] * 2, [ys[-1] - 0.35, ys[0] + 0.35], ls=":", c="gray", lw=1)
-        _box(
-            ax,
-            sx,
-            ys[-1] - 0.75,
-            0.55,
-            0.32,
-            f"sync {level + 1}\ns = {space.merge}",
-            "lightyellow",
-            fontsize=6,
-        )
+        merge = "1x1 conv\n(concat)" if space.merge == "conv" else "sum"
+        ax.plot([sx] * 2, [ys[-1] - 0.55, ys[0]], ls=":", c="goldenrod", lw=1.2)
+        label = f"sync {level + 1}: s =\n{merge}"
+        _box(ax, sx, ys[-1] - 0.8, 0.75, 0.45, label, "lightyellow", fontsize=6)
         for y in ys:
             ax.plot(sx, y, "D", ms=5, c="gold", mec="black", mew=0.6)
             _arrow(ax, (x + box_w / 2, y), (sx - 0.05, y))
@@ -222,37 +215,42 @@ STRATEGIES = {
 }
 
 
+def _speedup_bars(ax, cell: list[dict]) -> None:
+    height = 0.8 / len(STRATEGIES)
+    for i, (key, label) in enumerate(STRATEGIES.items()):
+        values = [r["speedup"].get(key) for r in cell]
+        y = np.arange(len(cell)) + (i - (len(STRATEGIES) - 1) / 2) * height
+        med = np.array([v["median"] if v else np.nan for v in values])
+        err = np.array(
+            [
+                [v["median"] - v["interval"][0], v["interval"][1] - v["median"]] if v else [0, 0]
+                for v in values
+            ]
+        ).T
+        ax.barh(y, med, height, xerr=err, label=label, capsize=2, color=f"C{i}")
+
+
 def multicore(m: dict) -> Figure:
     """Speed-up of every way of using the cores, with its 95 % interval, per network; one
-    panel per width setting and batch size. Above 1: the second core helps."""
+    row of panels per width setting, one column per batch size. Above 1: the second core
+    helps; the x axis stops at 3 (longer interval bars are cut)."""
     rows = m.get("parallel_table", [])
-    panels = sorted(
-        {(r["widths"], r["batch"]) for r in rows}, key=lambda wb: (wb[0] != "paper", wb[1])
-    )
+    widths = sorted({r["widths"] for r in rows}, key=lambda w: w != "paper")
+    batches = sorted({r["batch"] for r in rows})
     fig, axes = plt.subplots(
-        1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.8), sharey=True, squeeze=False
+        len(widths),
+        len(batches),
+        figsize=(4.6 * len(batches), 3.2 * len(widths)),
+        sharey=True,
+        squeeze=False,
     )
-    for ax, (widths, batch) in zip(axes[0], panels, strict=False):
-        cell = [r for r in rows if (r["widths"], r["batch"]) == (widths, batch)]
-        names = [r["network"] for r in cell]
-        height = 0.8 / len(STRATEGIES)
-        for i, (key, label) in enumerate(STRATEGIES.items()):
-            values = [r["speedup"].get(key) for r in cell]
-            y = np.arange(len(cell)) + (i - (len(STRATEGIES) - 1) / 2) * height
-            med = np.array([v["median"] if v else np.nan for v in values])
-            err = np.array(
-                [
-                    [v["median"] - v["interval"][0], v["interval"][1] - v["median"]]
-                    if v
-                    else [0, 0]
-                    for v in values
-                ]
-            ).T
-            ax.barh(y, med, height, xerr=err, label=label, capsize=2, color=f"C{i}")
+    for ax, (w, b) in zip(axes.flat, [(w, b) for w in widths for b in batches], strict=True):
+        cell = [r for r in rows if (r["widths"], r["batch"]) == (w, b)]
+        _speedup_bars(ax, cell)
         for x in (1.0, 2.0):
             ax.axvline(x, ls="--" if x == 1 else ":", c="gray", lw=1)
-        ax.set_yticks(np.arange(len(cell)), names, fontsize=7)
-        ax.set(xlabel="speed-up (x)", title=f"{widths} widths, batch {batch}")
+        ax.set_yticks(np.arange(len(cell)), [r["network"] for r in cell], fontsize=7)
+        ax.set(xlabel="speed-up (x)", title=f"{w} widths, batch {b}", xlim=(0, 3))
         ax.grid(alpha=0.3, axis="x")
     axes[0][0].invert_yaxis()
     axes[0][-1].legend(fontsize=6, loc="lower right")
