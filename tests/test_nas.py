@@ -640,3 +640,25 @@ def test_supernet_diagram_draws_every_block_and_sync_point():
     assert sum("mixed op" in t for t in texts) == space.paths * space.levels
     assert sum(t.startswith("sync ") for t in texts) == space.levels
     plt.close(fig)
+
+
+def test_chapter_run_rejects_unknown_profiles_and_sections_out_of_order(cifar):
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        nas.ChapterRun("fast")
+    run = nas.ChapterRun("quick", seed=0, progress=False)
+    assert run.cache("x.json") is None, "a quick run keeps nothing"
+    with pytest.raises(RuntimeError, match=r"run ChapterRun.beta_searches\(\) first"):
+        run.beta_retraining()
+    with pytest.raises(RuntimeError, match=r"best_network\(\) before multicore"):
+        run.multicore()
+    assert run.save() is None, "a quick run writes no results"
+
+
+def test_full_profile_is_estimated_within_90_minutes():
+    from course_lib.profiles import total_minutes
+
+    full, quick = nas.nas_settings("full"), nas.nas_settings("quick")
+    assert total_minutes(full.estimate_min) <= 90
+    assert total_minutes(quick.estimate_min) < total_minutes(full.estimate_min) / 10
+    assert full.search_seeds == (0, 1), "at least two search seeds per beta (stability)"
+    assert set(full.multicore_widths) == {"paper", "course"} and full.multicore_batches == (1, 16)

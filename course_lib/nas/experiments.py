@@ -197,6 +197,7 @@ class ChapterRun:
         """The second training of every derived network: from its own search's weights
         (the paper's warm start), and, for the first search seed, from scratch."""
         s = self.settings
+        self._require("beta_sweep", "beta_searches")
         entries = {e["beta"]: e for e in self.metrics["beta_sweep"]}
         for beta, found in tqdm(
             self.searches.items(), desc="retraining", disable=not self.progress
@@ -256,6 +257,8 @@ class ChapterRun:
     def latency_cost_sweep(self) -> list[dict]:
         """The beta sweep again (first search seed), with ``C_sync`` priced by the measured
         time: which structures change."""
+        self._require("sync_cost", "sync_cost")
+        self._require("beta_sweep", "beta_searches")
         costs = tuple(self.metrics["sync_cost"]["sync_costs"])
         seed = self.metrics["protocol"]["search_seeds"][0]
         flops_model = {
@@ -283,6 +286,9 @@ class ChapterRun:
         """The derived network of best validation accuracy in the sweep, trained longer
         from its search's weights."""
         s = self.settings
+        self._require("beta_sweep", "beta_searches")
+        if "warm_start" not in self.metrics["beta_sweep"][0]:
+            raise RuntimeError("run ChapterRun.beta_retraining() before best_network()")
         beta, index = max(
             (
                 (e["beta"], i)
@@ -323,6 +329,8 @@ class ChapterRun:
         """Path-parallel vs sequential vs ONNX Runtime's threads, at the paper's and the
         course's widths, batch 1 and 16 (:func:`course_lib.nas.multicore.parallel_table`)."""
         s = self.settings
+        if self.best is None:
+            raise RuntimeError("run ChapterRun.best_network() before multicore()")
         rows = parallel_table(
             self.best.arch,
             s.multicore_widths,
@@ -353,6 +361,10 @@ class ChapterRun:
                         k: row[k] for k in ("structure", "latency_ms", "speedup")
                     }
         return rows
+
+    def _require(self, key: str, method: str) -> None:
+        if key not in self.metrics:
+            raise RuntimeError(f"run ChapterRun.{method}() first: this section builds on it")
 
     # --- results ------------------------------------------------------------------------
 
