@@ -108,6 +108,12 @@ def ms(lat: dict | None) -> str:
     return f"{lat['median_ms']:.3g} ms ({lat['low_ms']:.3g}-{lat['high_ms']:.3g})"
 
 
+def us(lat: dict) -> str:
+    """A short time in microseconds with its interval: ``"12.3 µs (11.9-13.0)"``."""
+    low, high = 1e3 * lat["low_ms"], 1e3 * lat["high_ms"]
+    return f"{1e3 * lat['median_ms']:.1f} µs ({low:.1f}-{high:.1f})"
+
+
 def ratio(r: dict | None) -> str:
     """``"1.62x (1.55-1.70)"``, or the median alone when there is no interval."""
     if not r or r.get("median") is None:
@@ -481,8 +487,7 @@ def sync_cost_table(m: dict) -> Markdown:
         )
     h = c["handoff_ms"]
     header = (
-        f"*From {source(m)}: one fork + wait "
-        f"costs {1e3 * h['median_ms']:.1f} µs ({1e3 * h['low_ms']:.1f}-{1e3 * h['high_ms']:.1f}); the candidate ops run at "
+        f"*From {source(m)}: one fork + wait costs {us(h)}; the candidate ops run at "
         f"{c['flops_per_ms'] / 1e6:.2f} GFLOP/s on one thread.*\n\n"
     )
     table = markdown_table(
@@ -606,7 +611,7 @@ def multicore_text(m: dict) -> Markdown:
     handoff = m.get("sync_cost", {}).get("handoff_ms")
     if handoff:
         lines.append(
-            f"- **What is left of a hand-off:** one fork + wait of a tiny task costs {ms(handoff)} "
+            f"- **What is left of a hand-off:** one fork + wait of a tiny task costs {us(handoff)} "
             f"beyond the task itself (the session executor pays Python queues and one session "
             f"call per path and join instead)."
         )
@@ -630,6 +635,7 @@ def multicore_text(m: dict) -> Markdown:
             f"with all {synced['syncs']} {ratio(synced['speedup']['path-parallel'])}: each sync point adds "
             f"{1e3 * _per_sync_ms(free, synced, 'path-parallel'):.0f} µs to the forked run and "
             f"{1e3 * _per_sync_ms(free, synced, 'sequential'):.0f} µs to the sequential one."
+            + _twin_text(best)
         )
     lines += [
         f"- Batch {r['batch']}, {r['widths']} widths, best searched network: path-parallel "
@@ -639,6 +645,20 @@ def multicore_text(m: dict) -> Markdown:
     ]
     lines.append(target_verdict(rows))
     return Markdown("\n".join(lines))
+
+
+def _twin_text(row: dict) -> str:
+    """What a single path of (almost) the same MACs does, if the row timed one."""
+    lat, s = row["latency_ms"], row["speedup"]
+    if "single path, onnx, 1 thread" not in lat:
+        return ""
+    return (
+        f" A single path of the same MACs, the network one would deploy without this chapter, "
+        f"takes {ms(lat['single path, onnx, 1 thread'])} in ONNX Runtime on one thread and "
+        f"{ms(lat['single path, onnx, P intra-op'])} on two; the forked paths run "
+        f"{ratio(s.get('path-parallel vs single path'))} as fast as the first, two intra-op threads "
+        f"on the paths {ratio(s.get('intra-op vs single path'))} as fast as the second."
+    )
 
 
 def target_verdict(rows: list[dict]) -> str:
