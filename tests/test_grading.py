@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from course_lib import cli, grading
-from course_lib.grading.nas import reference_mixed_op
+from course_lib.grading.nas import reference_mixed_op, reference_sync_point
 from course_lib.models import BaselineCNN
 from course_lib.nas import SearchSpace, costs, decide
 from course_lib.paths import CHECKPOINT_DIR
@@ -40,7 +40,7 @@ ASSIGNMENT = "pruning"
 SOURCE = REPO / "assignments" / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 AUTO_POINTS, MANUAL_POINTS = 12.0, 10.0
 #: (auto-graded, written) points of every assignment.
-POINTS = {"pruning": (12.0, 10.0), "nas": (11.0, 8.0)}
+POINTS = {"pruning": (12.0, 10.0), "nas": (15.0, 8.0)}
 
 
 def source_of(assignment: str) -> Path:
@@ -200,6 +200,40 @@ def test_nas_checks_accept_the_course_functions_and_reject_common_mistakes():
         grading.nas_homework("fast")
 
 
+def test_nas_sync_checks_accept_the_course_functions_and_reject_common_mistakes():
+    space = SearchSpace()
+    for merge, paths in (("conv", 2), ("sum", 3)):
+        grading.check_sync_point(reference_sync_point, merge=merge, paths=paths)
+    grading.check_sync_loss(costs.sync_loss, space)
+    grading.check_total_loss(costs.total_loss)
+
+    def columns_swapped(xs, logits, merge):  # P_direct on the merge
+        return reference_sync_point(xs, logits.flip(0), merge)
+
+    def no_softmax(xs, logits, merge):
+        s = merge(xs)
+        return [logits[0] * s + logits[1] * x for x in xs]
+
+    def merge_only(xs, logits, merge):
+        return [merge(xs) for _ in xs]
+
+    for wrong, message in (
+        (columns_swapped, "eq. 3"),
+        (no_softmax, "eq. 3"),
+        (merge_only, "eq. 3"),
+    ):
+        with pytest.raises(grading.CheckFailed, match=message):
+            grading.check_sync_point(wrong)
+    with pytest.raises(grading.CheckFailed, match="eq. 11"):  # forgot the normalization
+        grading.check_sync_loss(lambda probs, table: (probs[:, 0] * table).sum(), space)
+    with pytest.raises(grading.CheckFailed, match="eq. 11"):  # P_direct instead of P_sync
+        grading.check_sync_loss(lambda p, t: costs.sync_loss(p.flip(-1), t), space)
+    with pytest.raises(grading.CheckFailed, match="eq. 12"):  # beta on the op cost only
+        grading.check_total_loss(lambda ce, o, s, a, b: a * ce + b * o + s)
+    with pytest.raises(grading.CheckFailed, match="eq. 12"):  # alpha forgotten
+        grading.check_total_loss(lambda ce, o, s, a, b: ce + b * (o + s))
+
+
 def test_bad_submission_is_reported_clearly(tmp_path):
     folder = tmp_path / "assignments" / "submitted" / "erin" / ASSIGNMENT
     folder.mkdir(parents=True)
@@ -242,7 +276,8 @@ def test_source_notebook_is_a_valid_nbgrader_assignment(assignment):
         assert "course_lib.prune" not in code and "from course_lib import prune" not in code
     else:  # what the students write must not be imported from the course's solution
         imported = "\n".join(line for line in code.splitlines() if "import" in line)
-        for name in ("mixed_op", "conv_mults", "conv_adds", "ops_loss", "op_cost_table", "decide"):
+        names = ("mixed_op", "conv_mults", "conv_adds", "ops_loss", "op_cost_table", "decide")
+        for name in (*names, "sync_loss", "total_loss", "SyncPoint"):
             assert name not in imported, f"{name} is imported in the assignment"
 
 
@@ -464,7 +499,7 @@ def test_csv_has_one_row_per_student_with_the_expected_scores(course):
 NAS = "nas"
 #: alice: the solution; bob: the student version; frank forgot the "- 1" of eq. 8, which
 #: fails the counts, the cost table (built from them) and the hidden cost tests (1 + 1 + 2).
-NAS_EXPECTED = {"alice": 11.0, "bob": 0.0, "frank": 7.0}
+NAS_EXPECTED = {"alice": 15.0, "bob": 0.0, "frank": 11.0}
 
 
 def make_nas_submissions(course: Path) -> dict:

@@ -3,12 +3,17 @@ can be."""
 
 from __future__ import annotations
 
+import sys
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from course_lib import measure, nas
+from course_lib import data, measure, nas, results, train
+from course_lib.data import DataSettings
+from course_lib.nas import multicore, plots, summary
 from course_lib.nas.supernet import DIRECT, SYNC
 from course_lib.train import TrainConfig
 
@@ -172,6 +177,46 @@ def test_cost_losses_are_normalized_and_follow_eq_12():
     assert total.item() == pytest.approx(0.28 * 2.0 + 0.1 * 0.75)
 
 
+def test_measured_sync_cost_plugs_into_the_loss():
+    # 2 levels of sync time (ms) at 1e6 FLOPs per ms: C_sync in op-FLOP equivalents
+    costs = nas.measured_sync_costs([0.01, 0.02, 0.03], 1e6)
+    assert costs == (1e4, 2e4, 3e4)
+    ops, syncs, scale = nas.cost_tables(TINY, costs)
+    assert syncs.tolist() == [1e4, 2e4, 3e4]
+    assert scale == pytest.approx(ops.amax(dim=-1).sum().item())  # the ops' normalizer
+    probs = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    expected = (1e4 + 0.5 * 2e4) / scale
+    assert nas.sync_loss(probs, syncs, scale).item() == pytest.approx(expected)
+    # the default: merge FLOPs, normalized by themselves
+    _, flops, none = nas.cost_tables(TINY)
+    assert none is None and torch.equal(flops, nas.sync_cost_table(TINY))
+    with pytest.raises(ValueError, match="3 sync points"):
+        nas.cost_tables(TINY, (1.0, 2.0))
+    with pytest.raises(ValueError, match="throughput"):
+        nas.measured_sync_costs([0.1], 0.0)
+    with pytest.raises(ValueError, match="sync_costs"):
+        nas.SearchConfig(sync_costs=(-1.0, 0.0, 0.0))
+
+
+def test_search_with_a_higher_measured_sync_cost_drops_sync_points_faster():
+    def search_with(sync_costs):
+        torch.manual_seed(0)
+        supernet = nas.SuperNet(TINY)
+        config = nas.SearchConfig(
+            weights=TrainConfig(epochs=1, lr=0.05, autocast=False, channels_last=False),
+            arch_lr=0.5,
+            beta=1.0,
+            sync_costs=sync_costs,
+        )
+        history = nas.search(supernet, _Batches(), config, progress=False)
+        return torch.tensor(history.sync_probs[-1])[:, 0], history
+
+    cheap, _ = search_with((0.0, 0.0, 0.0))
+    dear, history = search_with((1e7, 1e7, 1e7))
+    assert (dear < cheap).all()
+    assert history.sync_loss[-1] > 0
+
+
 def test_cost_gradient_prefers_cheaper_ops():
     supernet = nas.SuperNet(TINY)
     loss = nas.ops_loss(supernet.op_probs(), nas.op_cost_table(TINY))
@@ -217,6 +262,134 @@ def test_parallel_executor_raises_on_bad_input_and_recovers():
         with pytest.raises(Exception):  # noqa: B017 - whatever ONNX Runtime raises
             par(np.zeros((1, 4, 32, 32), dtype=np.float32))
         assert np.array_equal(par(x), good)  # no stale result of the failed call
+
+
+@pytest.mark.parametrize("merge", ["conv", "sum"])
+def test_fork_executor_gives_the_networks_logits(merge):
+    space = nas.SearchSpace(widths=(4, 6, 8), hidden=16, merge=merge)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for arch in _archs(space):
+        net = _scramble(nas.ParallelNet(space, arch)).eval()
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        forked, inline = nas.ForkExecutor(net), nas.ForkExecutor(net, parallel=False)
+        assert forked.stages == 1 + sum(arch.syncs[:-1]) + (0 if not arch.syncs[-1] else 1)
+        out = forked(x)
+        assert torch.equal(out, inline(x)), "forked and sequential runs use the same kernels"
+        with torch.no_grad():
+            torch.testing.assert_close(out, net(x), rtol=1e-4, atol=1e-5)
+        assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+        assert net.training is False and next(net.parameters()).requires_grad
+
+
+def test_fork_executor_raises_on_bad_input_and_recovers():
+    net = nas.ParallelNet(TINY, nas.Architecture.uniform(TINY, ("conv3x3", "conv5x5"), [True] * 3))
+    forked = nas.ForkExecutor(net.eval())
+    x = torch.zeros(1, 3, 32, 32)
+    good = forked(x)
+    for bad in (torch.zeros(1, 4, 32, 32), torch.zeros(3, 32, 32), torch.zeros(1, 3, 30, 30)):
+        with pytest.raises(ValueError, match=r"expected images of shape \(N, 3, 32, 32\)"):
+            forked(bad)
+    assert torch.equal(forked(x), good)
+
+
+def test_handoff_cost_is_a_paired_difference_with_an_interval():
+    from course_lib.nas.forked import paired_difference
+
+    rounds = {"a": [2.0, 2.1, 1.9, 2.0], "b": [1.0, 1.0, 1.0, 1.0]}
+    diff = paired_difference(rounds, "a", "b")
+    assert diff["median_ms"] == pytest.approx(1.0) and diff["low_ms"] <= 1.0 <= diff["high_ms"]
+    cost = nas.handoff_cost(rounds=3, calls=20)
+    assert cost["low_ms"] <= cost["median_ms"] <= cost["high_ms"]
+
+
+def test_parallel_bound_counts_the_slower_path_and_the_serial_parts():
+    space = nas.SearchSpace(widths=(8, 16, 32, 64))
+    free = multicore.parallel_bound(space, multicore.balanced(space))
+    synced = multicore.parallel_bound(space, multicore.balanced(space, syncs=True))
+    unbalanced = multicore.parallel_bound(
+        space, nas.Architecture.uniform(space, ("conv3x3", "conv5x5"))
+    )
+    assert 1.9 < free < 2.0  # the head runs on one core
+    assert synced < free  # merges run on one core
+    assert 1.0 < unbalanced < (9 + 25) / 25 + 1e-9  # waits for the 5x5 path
+
+
+def test_multicore_cell_measures_every_way_with_intervals():
+    (row,) = multicore.measure_network(
+        TINY,
+        nas.Architecture.uniform(TINY, ("conv3x3", "conv5x5"), [True, False, False]),
+        (1,),
+        2,
+        twin=True,
+    )
+    assert set(row["latency_ms"]) == {
+        "sequential",
+        "path-parallel",
+        "sessions, sequential",
+        "sessions, parallel",
+        "onnx, 1 thread",
+        "onnx, P intra-op",
+        "ORT_PARALLEL",
+        "single path, onnx, 1 thread",
+        "single path, onnx, P intra-op",
+    }
+    assert set(row["speedup"]) == set(multicore.SPEEDUPS)
+    for ratio in row["speedup"].values():
+        low, high = ratio["interval"]
+        assert low <= ratio["median"] <= high
+    assert (
+        row["syncs"] == 1
+        and row["macs"]
+        == nas.architecture_cost(
+            TINY, nas.Architecture.uniform(TINY, ("conv3x3", "conv5x5"), [True, False, False])
+        ).mults
+    )
+
+
+# --- the second training ---------------------------------------------------------------
+
+
+def test_search_and_derive_keeps_the_search_weights_and_the_warm_start_uses_them(
+    tmp_path, monkeypatch
+):
+    config = nas.SearchConfig(
+        weights=TrainConfig(epochs=1, lr=0.05, autocast=False, channels_last=False), beta=0.5
+    )
+    result = nas.search_and_derive(TINY, config, _Batches(), _Batches(seed=1), seed=3)
+    torch.manual_seed(3)  # the same search by hand
+    supernet = nas.SuperNet(TINY)
+    nas.search(supernet, _Batches(), config, _Batches(seed=1), seed=3, progress=False)
+    assert nas.derive(supernet) == result.arch
+    expected = nas.extract(supernet, result.arch).state_dict()
+    assert set(expected) == set(result.weights)
+    assert all(torch.equal(expected[k], result.weights[k]) for k in expected)
+    # cached: the same result, weights included, without searching again
+    cache = tmp_path / "search.pt"
+    first = nas.search_and_derive(TINY, config, _Batches(), _Batches(seed=1), seed=3, cache=cache)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("a cached search ran again")
+
+    monkeypatch.setattr(sys.modules["course_lib.nas.derive"], "search", no_search)
+    again = nas.search_and_derive(TINY, config, _Batches(), _Batches(seed=1), seed=3, cache=cache)
+    assert again.arch == first.arch
+    assert all(torch.equal(first.weights[k], again.weights[k]) for k in first.weights)
+
+    # the second training starts from exactly these weights
+    seen = {}
+
+    def fake_fit(net, *args, **kwargs):
+        seen.update({k: v.detach().clone() for k, v in net.state_dict().items()})
+        return train.History(val_accuracy=[0.5], epoch_time_s=[0.0])
+
+    monkeypatch.setattr(train, "fit", fake_fit)
+    monkeypatch.setattr(train, "evaluate", lambda net, loader: (0.0, 0.5))
+    monkeypatch.setattr(data, "make_loaders", lambda *a, **k: data.Loaders(*[_Batches()] * 3))
+    epoch = TrainConfig(epochs=1, autocast=False, channels_last=False)
+    nas.retrain(TINY, result.arch, None, DataSettings(), epoch, seed=0, start=result.weights)
+    assert all(torch.equal(seen[k], result.weights[k]) for k in result.weights)
+    nas.retrain(TINY, result.arch, None, DataSettings(), epoch, seed=0)  # from scratch
+    assert not all(torch.equal(seen[k], result.weights[k]) for k in result.weights)
 
 
 def test_single_path_twin_has_about_the_same_macs():
@@ -341,3 +514,151 @@ def test_alternating_search_needs_validation_data():
     config = nas.SearchConfig(scheme="alternating")
     with pytest.raises(ValueError, match="val_loader"):
         nas.search(nas.SuperNet(TINY), _Batches(), config, None, progress=False)
+
+
+# --- what the chapter shows --------------------------------------------------------------
+
+
+def _latency(ms: float) -> dict:
+    return {"median_ms": ms, "low_ms": 0.9 * ms, "high_ms": 1.1 * ms}
+
+
+def _assessment(accuracy: float, ms: float, retrain: str = "warm_start") -> dict:
+    arch = nas.Architecture.uniform(nas.SearchSpace(), ("conv3x3", "conv5x5"))
+    return {
+        "retrain": retrain,
+        "structure": arch.describe(),
+        "architecture": arch.as_dict(),
+        "accuracies": [accuracy],
+        "accuracy_mean": accuracy,
+        "accuracy_std": 0.0,
+        "val_accuracy_mean": accuracy,
+        "macs": 1000,
+        "params": 10,
+        "latency_ms": {
+            k: _latency(ms * f) for k, f in (("onnx", 1), ("parallel", 0.6), ("sequential", 1))
+        },
+        "parallel_speedup": {"median": 1.6, "interval": [1.5, 1.7]},
+        "train_time_s": 1.0,
+    }
+
+
+def _metrics() -> dict:
+    """A small metrics dict in the layout ChapterRun writes (numbers made up)."""
+    space = nas.SearchSpace()
+    arch = nas.Architecture.uniform(space, ("conv3x3", "conv5x5"))
+    search = {
+        "seed": 0,
+        "structure": arch.describe(),
+        "architecture": arch.as_dict(),
+        "op_probs": [[[0.6, 0.4]] * 2] * 4,
+        "sync_probs": [[0.3, 0.7]] * 4,
+        "decision_margin": 0.6,
+        "op_probs_history": [[[[0.6, 0.4]] * 2] * 4],
+        "sync_probs_history": [[[0.3, 0.7]] * 4],
+    }
+    sweep = [
+        {
+            "beta": beta,
+            "structure": arch.describe(),
+            "searches": [search, {**search, "seed": 1}],
+            "agreement": {"same": True, "differing": 0, "decisions": 12},
+            **_assessment(0.5 + beta / 10, 1 - beta / 10),
+            "warm_start": [_assessment(0.5, 1.0)] * 2,
+            "from_scratch": _assessment(0.4, 1.0, "from_scratch"),
+        }
+        for beta in (1.0, 0.1)
+    ]
+    row = {
+        "widths": "paper",
+        "channels": [8, 16, 32, 64],
+        "batch": 1,
+        "syncs": 0,
+        "flop_bound": 1.4,
+        "latency_ms": {k: _latency(0.2) for k in summary.COLUMNS},
+        "speedup": {k: {"median": 1.2, "interval": [1.1, 1.3]} for k in multicore.SPEEDUPS},
+    }
+    table = [
+        {**row, "network": name, "syncs": 4 * ("all" in name or name == "best searched")}
+        for name in multicore.networks(arch, space)
+    ]
+    return {
+        "profile": "quick",
+        "protocol": {"retrain_epochs": 1, "seeds": [0]},
+        "sync_configs": {
+            name: _assessment(0.5, 0.1 + i / 10) for i, name in enumerate(("none", "all"))
+        },
+        "beta_sweep": sweep,
+        "sync_cost": {
+            "handoff_ms": _latency(0.01),
+            "ops": ["conv3x3", "conv5x5"],
+            "op_flops": nas.op_cost_table(space)[:, 0].tolist(),
+            "flops_per_ms": 1e7,
+            "sync_ms": [0.03] * 4,
+            "sync_costs": [3e5] * 4,
+            "merge_flops": nas.sync_cost_table(space).tolist(),
+            "ops_normalizer": 1e7,
+        },
+        "latency_cost_sweep": [
+            {**search, "beta": e["beta"], "same_as_flops_model": True} for e in sweep
+        ],
+        "best_network": {"beta": 0.1, "search_seed": 0, "epochs": 1, **_assessment(0.6, 1.0)},
+        "best_test_accuracy": 0.6,
+        "parallel_table": table,
+        "parallel_speedup_b1_paper_widths": 1.2,
+        "parallel_speedup_b1_paper_widths_interval": [1.1, 1.3],
+    }
+
+
+def test_summary_and_plots_draw_this_runs_metrics():
+    m = summary.normalize(_metrics())
+    assert m["legacy"] is False
+    text = "\n".join(part.data for part in summary.report(m, 60.0))
+    assert "quick-profile run" in text and "smoke test" in text
+    assert "1.20x (1.10-1.30)" in text  # every speed-up with its interval
+    assert "0.1 ms (0.09-0.11)" in text  # every latency with its interval
+    assert "seeds derive the same network" in text
+    assert len(plots.report(m)) == 4
+
+
+def test_summary_reads_the_results_saved_before_intervals():
+    record = results.load_results("nas")
+    assert record is not None, "results/nas.json is committed"
+    m = summary.normalize(record["metrics"])
+    if m["legacy"]:  # replaced by a new full run: then it must read as the current layout
+        text = "\n".join(part.data for part in summary.report(m, record["wall_time_s"]))
+        assert "saved before latencies carried intervals" in text
+        assert m["sync_configs"]["all"]["latency_ms"]["onnx"]["low_ms"] is None
+    assert summary.report(m) and plots.report(m)
+    plt.close("all")
+
+
+def test_supernet_diagram_draws_every_block_and_sync_point():
+    space = nas.SearchSpace(paths=3, widths=(4, 8))
+    fig = plots.supernet_diagram(space)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sum("mixed op" in t for t in texts) == space.paths * space.levels
+    assert sum(t.startswith("sync ") for t in texts) == space.levels
+    plt.close(fig)
+
+
+def test_chapter_run_rejects_unknown_profiles_and_sections_out_of_order(cifar):
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        nas.ChapterRun("fast")
+    run = nas.ChapterRun("quick", seed=0, progress=False)
+    assert run.cache("x.json") is None, "a quick run keeps nothing"
+    with pytest.raises(RuntimeError, match=r"run ChapterRun.beta_searches\(\) first"):
+        run.beta_retraining()
+    with pytest.raises(RuntimeError, match=r"best_network\(\) before multicore"):
+        run.multicore()
+    assert run.save() is None, "a quick run writes no results"
+
+
+def test_full_profile_is_estimated_within_90_minutes():
+    from course_lib.profiles import total_minutes
+
+    full, quick = nas.nas_settings("full"), nas.nas_settings("quick")
+    assert total_minutes(full.estimate_min) <= 90
+    assert total_minutes(quick.estimate_min) < total_minutes(full.estimate_min) / 10
+    assert full.search_seeds == (0, 1), "at least two search seeds per beta (stability)"
+    assert set(full.multicore_widths) == {"paper", "course"} and full.multicore_batches == (1, 16)

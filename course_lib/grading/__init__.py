@@ -23,6 +23,9 @@ from .nas import (
     check_derived,
     check_mixed_op,
     check_ops_loss,
+    check_sync_loss,
+    check_sync_point,
+    check_total_loss,
     nas_homework,
 )
 from .pipeline import (
@@ -78,6 +81,9 @@ __all__ = [
     "check_magnitude_criterion",
     "check_mixed_op",
     "check_ops_loss",
+    "check_sync_loss",
+    "check_sync_point",
+    "check_total_loss",
     "check_schedule",
     "check_sparsity",
     "check_steps",

@@ -1,11 +1,12 @@
 """Checks and settings of the NAS assignment (``assignments/source/nas``).
 
-Students write the mixed op (eq. 1-2), the cost formulas (eq. 7-10), the normalized op
-cost (eq. 6) and the derivation of a network from the decision variables. Every check
-compares their function with the course's own (:mod:`course_lib.nas`) on fixed and on
-random inputs. Exact checks: operation counts (integers) and derived architectures.
-Tolerance bands: the mixed op and the cost loss (floating point, ``FLOAT_TOLERANCE``), and
-the accuracy of the retrained network (``NAS_MIN_ACCURACY``, well above chance).
+Students write the mixed op (eq. 1-2), the sync point (eq. 3-4), the cost formulas (eq.
+7-10), the normalized op cost (eq. 6), the sync loss (eq. 11), the total loss (eq. 12) and
+the derivation of a network from the decision variables. Every check compares their
+function with the course's own (:mod:`course_lib.nas`) on fixed and on random inputs.
+Exact checks: operation counts (integers) and derived architectures. Tolerance bands:
+floating-point outputs (``FLOAT_TOLERANCE``, far below any mistake the checks look for)
+and the accuracy of the retrained network (``NAS_MIN_ACCURACY``, well above chance).
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from ..data import DataSettings
 from ..nas import costs
 from ..nas.derive import decide
+from ..nas.network import Merge
 from ..nas.search import SearchConfig
 from ..nas.settings import search_config
 from ..nas.space import Architecture, SearchSpace, make_op
-from ..nas.supernet import mix
+from ..nas.supernet import SyncPoint, mix
 from ..profiles import check_profile
 from ..train import TrainConfig
 from .checks import CheckFailed
@@ -43,16 +46,13 @@ FC_CASES = ((128, 128), (128, 10), (1, 1), (7, 3))
 @dataclass(frozen=True)
 class NasHomework:
     """What the NAS assignment runs: data subsets, the supernet, the search (one per beta)
-    and the retraining of the derived network."""
+    and the second training of the derived network (from the search's weights)."""
 
-    train_per_class: int | None
-    val_per_class: int | None
-    test_per_class: int | None
+    data: DataSettings
     space: SearchSpace
     search: SearchConfig
     betas: tuple[float, ...]
     retrain: TrainConfig
-    batch_size: int = 64
 
     def search_for(self, beta: float) -> SearchConfig:
         return replace(self.search, beta=beta)
@@ -61,9 +61,7 @@ class NasHomework:
 NAS_HOMEWORK = {
     # graded: a few minutes on a laptop CPU
     "quick": NasHomework(
-        train_per_class=150,
-        val_per_class=50,
-        test_per_class=100,
+        data=DataSettings(train_per_class=150, val_per_class=50, test_per_class=100, batch_size=64),
         space=SearchSpace(widths=(8, 16, 32, 64)),
         search=search_config(epochs=1),
         betas=(0.001, 1.0),
@@ -71,14 +69,11 @@ NAS_HOMEWORK = {
     ),
     # all of CIFAR-10, the chapter's full-profile space (about half an hour on 2 cores)
     "full": NasHomework(
-        train_per_class=None,
-        val_per_class=None,
-        test_per_class=None,
+        data=DataSettings(),
         space=SearchSpace(widths=(24, 48, 96, 192)),
         search=search_config(epochs=2),
         betas=(0.001, 0.01, 0.1, 1.0),
         retrain=TrainConfig(epochs=4, lr=0.1, label_smoothing=0.1),
-        batch_size=256,
     ),
 }
 
@@ -238,6 +233,127 @@ def check_ops_loss(
     value = ops_loss(most_expensive, table).item()
     if abs(value - 1.0) > FLOAT_TOLERANCE:
         raise CheckFailed(f"ops_loss is {value:.6f} when every block picks its costliest op: 1")
+
+
+# --- the sync point (eq. 3-4), the sync loss (eq. 11) and the total loss (eq. 12) ------------
+
+SyncPointFn = Callable[[list[torch.Tensor], torch.Tensor, Callable], list[torch.Tensor]]
+
+
+def reference_sync_point(
+    xs: list[torch.Tensor], logits: torch.Tensor, merge: Callable
+) -> list[torch.Tensor]:
+    """Eq. 3: every path continues with ``P_sync * merge(xs) + P_direct * x_i``, where
+    ``(P_sync, P_direct) = softmax(logits)``."""
+    return SyncPoint.mix(merge(xs), xs, torch.softmax(logits, dim=0))
+
+
+def _check_paths(got, want: list[torch.Tensor], what: str) -> None:
+    if not isinstance(got, list | tuple) or len(got) != len(want):
+        raise CheckFailed(
+            f"{what}: expected a list of {len(want)} tensors (one per path), got {got!r:.80}"
+        )
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        _check_close(g, w, f"{what}, path {i}")
+
+
+def check_sync_point(
+    sync_point: SyncPointFn, merge: str = "conv", paths: int = 2, channels: int = 4, seed: int = 0
+) -> None:
+    """``sync_point(xs, logits, merge)`` is eq. 3 for random logits with a 1x1-conv or a sum
+    merge (eq. 4); ``logits`` ``[0, -inf]`` gives every path the merge exactly,
+    ``[-inf, 0]`` leaves every path as it was; gradients reach the logits."""
+    torch.manual_seed(seed)
+    module = Merge(merge, paths, channels).eval()
+    generator = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(2, channels, 5, 5, generator=generator) for _ in range(paths)]
+    with torch.no_grad():
+        s = module(xs)
+        logits = torch.randn(2, generator=generator) * 2
+        _check_paths(
+            sync_point(xs, logits, module),
+            reference_sync_point(xs, logits, module),
+            f"sync_point with logits {[round(v, 2) for v in logits.tolist()]} (eq. 3: "
+            f"P_sync * s + P_direct * x_i, (P_sync, P_direct) = softmax(logits), sync first)",
+        )
+        inf = float("inf")
+        _check_paths(
+            sync_point(xs, torch.tensor([0.0, -inf]), module),
+            [s] * paths,
+            "sync_point with logits [0, -inf]: every path continues with the merge s",
+        )
+        _check_paths(
+            sync_point(xs, torch.tensor([-inf, 0.0]), module),
+            xs,
+            "sync_point with logits [-inf, 0]: every path continues with its own output",
+        )
+    logits = torch.zeros(2, requires_grad=True)
+    sum(o.square().sum() for o in sync_point(xs, logits, module)).backward()
+    if logits.grad is None or not torch.isfinite(logits.grad).all() or logits.grad.abs().sum() == 0:
+        raise CheckFailed(
+            "sync_point passes no gradient to the logits: compute the probabilities with "
+            "torch.softmax on the logits tensor itself"
+        )
+
+
+def check_sync_loss(
+    sync_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    space: SearchSpace,
+    seed: int = 0,
+) -> None:
+    """``sync_loss(sync_probs, table)`` is eq. 11 over the cost of keeping every sync point,
+    for random probabilities; 1 when every point syncs, 0 when none does; differentiable."""
+    table = costs.sync_cost_table(space)
+    generator = torch.Generator().manual_seed(seed)
+    for trial in range(3):
+        logits = torch.randn(space.levels, 2, generator=generator, dtype=torch.float64) * (
+            1 + trial
+        )
+        probs = torch.softmax(logits, dim=-1).requires_grad_(True)
+        got = sync_loss(probs, table)
+        want = costs.sync_loss(probs.detach(), table)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            raise CheckFailed(f"sync_loss must return a one-element tensor, got {got!r:.80}")
+        if abs(got.item() - want.item()) > FLOAT_TOLERANCE:
+            raise CheckFailed(
+                f"sync_loss = {got.item():.6f}, expected {want.item():.6f}: sum over sync points "
+                f"of P_sync (column 0) * C_sync, divided by the sum of all C_sync (eq. 11)"
+            )
+        got.backward()
+        if probs.grad is None or probs.grad.abs().sum() == 0:
+            raise CheckFailed("sync_loss passes no gradient to the probabilities")
+    for column, value in ((0, 1.0), (1, 0.0)):
+        probs = nn.functional.one_hot(torch.full((space.levels,), column), 2).double()
+        got = sync_loss(probs, table).item()
+        if abs(got - value) > FLOAT_TOLERANCE:
+            what = "every" if column == 0 else "no"
+            raise CheckFailed(
+                f"sync_loss is {got:.6f} when {what} sync point is kept: expected {value}"
+            )
+
+
+def check_total_loss(total_loss: Callable[..., torch.Tensor], seed: int = 0) -> None:
+    """``total_loss(ce, loss_ops, loss_sync, alpha, beta)`` is eq. 12 for random values,
+    and passes gradients to all three terms."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(4):
+        ce, l_ops, l_sync = (
+            torch.rand((), generator=generator, dtype=torch.float64) * 3 for _ in range(3)
+        )
+        alpha, beta = (float(v) for v in torch.rand(2, generator=generator) + 0.01)
+        terms = [t.clone().requires_grad_(True) for t in (ce, l_ops, l_sync)]
+        got = total_loss(*terms, alpha, beta)
+        want = costs.total_loss(ce, l_ops, l_sync, alpha, beta)
+        if not isinstance(got, torch.Tensor) or abs(got.item() - want.item()) > FLOAT_TOLERANCE:
+            value = got.item() if isinstance(got, torch.Tensor) else got
+            raise CheckFailed(
+                f"total_loss(ce={ce.item():.3f}, loss_ops={l_ops.item():.3f}, loss_sync="
+                f"{l_sync.item():.3f}, alpha={alpha:.3f}, beta={beta:.3f}) = {value!r:.10}, "
+                f"expected {want.item():.6f}: alpha * ce + beta * (loss_ops + loss_sync) (eq. 12)"
+            )
+        got.backward()
+        if any(t.grad is None for t in terms):
+            raise CheckFailed("total_loss must pass gradients to ce, loss_ops and loss_sync")
 
 
 # --- derivation ----------------------------------------------------------------------------

@@ -1,5 +1,18 @@
 """What an op costs (eq. 7-10) and the cost terms of the search loss (eq. 6, 11, 12).
 
+Two prices for a sync point (eq. 11's ``C_sync``). The default counts the FLOPs of its
+merge and, as the paper says both terms are normalized, divides the sync term by its own
+maximum: it then weighs as much as all the ops together, so one 1x1 merge can outweigh
+switching a whole 5x5 level to 3x3. The paper defines ``C_sync`` as *time*: the hand-off
+of the threads plus the merge. :func:`measured_sync_costs` turns a measured time into op
+FLOPs that the cores could have computed meanwhile, and :func:`cost_tables` then prices
+both terms in that one currency, over the ops' normalizer.
+
+Eq. 11 sums over ``l = 1 .. L-1``, sync points *between* levels; the paper's Table 2 and
+Fig. 6 also place one after the last level, so the course sums over all ``L`` points of
+the space. After a kept final point every path carries the same merged map, and the head
+concatenates ``P`` copies of it (:class:`course_lib.nas.network.Head`).
+
 Units. The paper counts multiplications and additions separately; here ``mults`` is the
 number of multiplications (= MACs, what :mod:`course_lib.measure` counts) and ``flops`` is
 multiplications + additions (about 2 x MACs). Convolutions have no bias (BatchNorm follows
@@ -114,17 +127,44 @@ def sync_cost_table(space: SearchSpace) -> torch.Tensor:
     )
 
 
+def measured_sync_costs(sync_ms: list[float], flops_per_ms: float) -> tuple[float, ...]:
+    """``C_sync`` per sync point priced by time (the paper's definition): a measured time
+    per point (milliseconds: thread hand-off + merge) times the ops' measured throughput
+    (FLOPs per millisecond), i.e. the op FLOPs the cores could have run meanwhile."""
+    if flops_per_ms <= 0 or any(ms < 0 for ms in sync_ms):
+        raise ValueError(f"need times >= 0 and a throughput > 0: {sync_ms}, {flops_per_ms}")
+    return tuple(float(ms * flops_per_ms) for ms in sync_ms)
+
+
+def cost_tables(
+    space: SearchSpace, sync_costs: tuple[float, ...] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, float | None]:
+    """``(C[l, p, n], C_sync[l], sync_scale)`` of the search loss. Without ``sync_costs``:
+    merge FLOPs, the sync term normalized by itself (``sync_scale`` None). With them (one
+    op-FLOP equivalent per level, :func:`measured_sync_costs`): both terms share the ops'
+    normalizer, so a sync point weighs what its time is worth in op FLOPs."""
+    ops = op_cost_table(space)
+    if sync_costs is None:
+        return ops, sync_cost_table(space), None
+    if len(sync_costs) != space.levels:
+        raise ValueError(f"{len(sync_costs)} sync costs for {space.levels} sync points")
+    return ops, torch.tensor(sync_costs, dtype=torch.float64), float(ops.amax(dim=-1).sum())
+
+
 def ops_loss(op_probs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Eq. 6: expected op FLOPs, normalized by the most expensive choice (so in (0, 1])."""
     table = table.to(op_probs)
     return (op_probs * table).sum() / table.amax(dim=-1).sum()
 
 
-def sync_loss(sync_probs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Eq. 11: expected sync cost, normalized by the cost of keeping every sync point.
-    ``sync_probs`` is (levels, 2) with ``P_sync`` in column 0."""
+def sync_loss(
+    sync_probs: torch.Tensor, table: torch.Tensor, scale: float | None = None
+) -> torch.Tensor:
+    """Eq. 11: expected sync cost over ``scale`` (default: the cost of keeping every sync
+    point, so in [0, 1]). ``sync_probs`` is (levels, 2) with ``P_sync`` in column 0."""
     table = table.to(sync_probs)
-    return (sync_probs[:, 0] * table).sum() / table.sum().clamp_min(1.0)
+    denominator = table.sum().clamp_min(1.0) if scale is None else scale
+    return (sync_probs[:, 0] * table).sum() / denominator
 
 
 def total_loss(

@@ -1,18 +1,20 @@
 """From a trained supernet to a deployable network: argmax op per block, and a sync point
-wherever ``P_sync > P_direct``. The chapter retrains the result from scratch (the paper's
-second training); :func:`extract` instead copies the supernet's weights, which is how the
-tests prove that the derived network is exactly the supernet with one-hot decisions.
+wherever ``P_sync > P_direct``. :func:`extract` copies the supernet's weights of the chosen
+ops, kept merges and head into the derived network: the paper's second training starts
+from there (seed 001, introduction), and the tests use it to prove that the derived network
+is exactly the supernet with one-hot decisions.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from ..paths import atomic_path
 from ..train import default_device, seed_everything
-from .evaluate import cached
 from .network import ParallelNet
 from .search import SearchConfig, SearchHistory, search
 from .space import Architecture, SearchSpace
@@ -74,6 +76,18 @@ def extract(supernet: SuperNet, arch: Architecture | None = None) -> ParallelNet
     return net
 
 
+@dataclass
+class SearchResult:
+    """One search: the derived architecture, the search's history, its ``seed`` and
+    ``weights``, the state dict of :func:`extract` (CPU tensors): the warm start of the
+    second training."""
+
+    arch: Architecture
+    history: SearchHistory
+    seed: int
+    weights: dict[str, torch.Tensor]
+
+
 def search_and_derive(
     space: SearchSpace,
     config: SearchConfig,
@@ -81,23 +95,33 @@ def search_and_derive(
     val_loader=None,
     seed: int = 0,
     cache: str | Path | None = None,
-) -> tuple[Architecture, SearchHistory]:
-    """Build a seeded supernet of ``space``, :func:`~course_lib.nas.search.search` it and
-    :func:`derive` the architecture. With ``cache`` (a JSON file), a finished search with
-    the same inputs is reused."""
-
-    def compute() -> dict:
-        seed_everything(seed)
-        supernet = SuperNet(space).to(default_device())
-        history = search(supernet, train_loader, config, val_loader, seed=seed, progress=False)
-        return {"arch": derive(supernet).as_dict(), "history": asdict(history)}
-
+) -> SearchResult:
+    """Build a seeded supernet of ``space``, :func:`~course_lib.nas.search.search` it,
+    :func:`derive` the architecture and :func:`extract` its weights. With ``cache`` (a
+    ``.pt`` file), a finished search with the same inputs is reused."""
     key = {
         "space": asdict(space),
         "config": asdict(config),
         "seed": seed,
         "train_images": len(getattr(train_loader, "labels", ())),
     }
-    result = cached(cache, key, compute)
-    arch = result["arch"]
-    return Architecture.of(arch["ops"], arch["syncs"]), SearchHistory(**result["history"])
+    key = json.loads(json.dumps(key))  # tuples -> lists, as they come back from a file
+    if cache is not None and Path(cache).exists():
+        saved = torch.load(cache, weights_only=True)
+        if saved["key"] == key:
+            return _result(saved["value"], seed)
+    seed_everything(seed)
+    supernet = SuperNet(space).to(default_device())
+    history = search(supernet, train_loader, config, val_loader, seed=seed, progress=False)
+    arch = derive(supernet)
+    weights = {k: v.detach().cpu() for k, v in extract(supernet, arch).state_dict().items()}
+    value = {"arch": arch.as_dict(), "history": asdict(history), "weights": weights}
+    if cache is not None:
+        with atomic_path(cache) as tmp:
+            torch.save({"key": key, "value": value}, tmp)
+    return _result(value, seed)
+
+
+def _result(value: dict, seed: int) -> SearchResult:
+    arch = Architecture.of(value["arch"]["ops"], value["arch"]["syncs"])
+    return SearchResult(arch, SearchHistory(**value["history"]), seed, value["weights"])

@@ -1,11 +1,14 @@
-"""Judge one architecture the way the paper does: retrain it from scratch (the second
-training) for several seeds and report test accuracy (mean and spread), MACs, and batch-1
-latency (the course's interleaved protocol, median and interval) under ONNX Runtime (whole graph) and under the
-path-parallel executor (one path per core).
+"""Judge one architecture the way the paper does: train it again (the second training),
+by default starting from the weights the search reached (:func:`course_lib.nas.derive.extract`),
+or from scratch for comparison; report test accuracy (mean and spread over seeds), MACs, and
+batch-1 latency (the course's interleaved protocol, median and interval) under ONNX Runtime
+(whole graph, one thread) and with the paths forked one per core or run in sequence
+(:class:`course_lib.nas.forked.ForkExecutor`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from collections.abc import Callable
@@ -16,15 +19,19 @@ from .. import data, measure, train
 from ..data import DataSettings
 from ..paths import atomic_path
 from .costs import architecture_cost
+from .forked import ForkExecutor, fork_runner
 from .network import ParallelNet
-from .parallel import PathExecutor, executor_runner
 from .space import Architecture, SearchSpace
+
+RETRAIN = ("warm_start", "from_scratch")
 
 
 @dataclass
 class Assessment:
-    """Accuracies are fractions of the test set, latencies milliseconds, MACs per image."""
+    """Accuracies are fractions of the test set, latencies milliseconds, MACs per image.
+    ``retrain``: ``"warm_start"`` (from the search's weights) or ``"from_scratch"``."""
 
+    retrain: str
     structure: list[str]
     architecture: dict
     accuracies: list[float]
@@ -57,6 +64,18 @@ def cached(path: str | Path | None, key: dict, compute: Callable[[], dict]) -> d
     return value
 
 
+def digest(state: dict | None) -> str | None:
+    """A short SHA-256 of a state dict's names and values (``None`` for ``None``): what a
+    cache key holds of a warm start."""
+    if state is None:
+        return None
+    h = hashlib.sha256()
+    for name, tensor in state.items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def retrain(
     space: SearchSpace,
     arch: Architecture,
@@ -65,12 +84,18 @@ def retrain(
     config: train.TrainConfig,
     seed: int,
     progress: bool = False,
+    start: dict | None = None,
 ) -> tuple[ParallelNet, train.History, float]:
-    """Train ``arch`` from scratch with ``seed``; return the network, history, test accuracy."""
+    """Train ``arch`` with ``seed``, from ``start`` (a state dict of the same network, e.g.
+    the search's weights) or, when ``None``, from scratch; return the network, history and
+    test accuracy."""
     device = train.default_device()
     loaders = data.make_loaders(cifar, data_settings, seed=seed, device=device)
     train.seed_everything(seed)
-    net = ParallelNet(space, arch).to(device)
+    net = ParallelNet(space, arch)
+    if start is not None:
+        net.load_state_dict(start)
+    net = net.to(device)
     history = train.fit(net, loaders.train, config, loaders.val, seed=seed, progress=progress)
     return net, history, train.evaluate(net, loaders.test)[1]
 
@@ -79,15 +104,14 @@ def latencies(
     net: ParallelNet, rounds: int, calls: int = 10, warmup: int = 10
 ) -> measure.Comparison:
     """Batch-1 latency, interleaved (:func:`course_lib.measure.compare`): ``onnx`` (whole
-    graph, ONNX Runtime, one thread), ``parallel`` (:class:`PathExecutor`, one path per
-    core) and ``sequential`` (the same per-path sessions one after another on one core)."""
-    with PathExecutor(net) as par, PathExecutor(net, parallel=False) as seq:
-        runners = {
-            "onnx": measure.onnx_runner(net, 1),
-            "parallel": executor_runner(par),
-            "sequential": executor_runner(seq),
-        }
-        return measure.compare(runners, rounds=rounds, calls=calls, warmup=warmup)
+    graph, ONNX Runtime, one thread), ``parallel`` (:class:`ForkExecutor`, the paths forked
+    one per core) and ``sequential`` (the same frozen module, paths one after another)."""
+    runners = {
+        "onnx": measure.onnx_runner(net, 1),
+        "parallel": fork_runner(ForkExecutor(net)),
+        "sequential": fork_runner(ForkExecutor(net, parallel=False)),
+    }
+    return measure.compare(runners, rounds=rounds, calls=calls, warmup=warmup)
 
 
 def assess(
@@ -100,34 +124,45 @@ def assess(
     rounds: int = 30,
     progress: bool = False,
     cache: str | Path | None = None,
+    starts: list[dict] | None = None,
 ) -> Assessment:
     """Retrain ``arch`` once per seed and measure it (latency on the last seed's network).
-    Test accuracy reports; the validation accuracy (last epoch) is for choosing. With
-    ``cache`` (a JSON file), a finished assessment with the same inputs is reused."""
+    ``starts``: one state dict per seed to warm-start from (``None``: from scratch). Test
+    accuracy reports; the validation accuracy (last epoch) is for choosing. With ``cache``
+    (a JSON file), a finished assessment with the same inputs is reused."""
+    if starts is not None and len(starts) != len(seeds):
+        raise ValueError(f"{len(starts)} warm starts for {len(seeds)} seeds")
     key = {
         "space": asdict(space),
         "arch": arch.as_dict(),
         "data": asdict(data_settings),
         "config": asdict(config),
         "seeds": list(seeds),
+        "starts": None if starts is None else [digest(s) for s in starts],
         "latency_rounds": rounds,
     }
 
     def compute() -> dict:
-        return _assess(space, arch, cifar, data_settings, config, seeds, rounds, progress).as_dict()
+        return _assess(
+            space, arch, cifar, data_settings, config, seeds, rounds, progress, starts
+        ).as_dict()
 
     return Assessment(**cached(cache, key, compute))
 
 
-def _assess(space, arch, cifar, data_settings, config, seeds, rounds, progress):
+def _assess(space, arch, cifar, data_settings, config, seeds, rounds, progress, starts):
     accuracies, val_accuracies, seconds = [], [], 0.0
-    for seed in seeds:
-        net, history, accuracy = retrain(space, arch, cifar, data_settings, config, seed, progress)
+    for i, seed in enumerate(seeds):
+        start = None if starts is None else starts[i]
+        net, history, accuracy = retrain(
+            space, arch, cifar, data_settings, config, seed, progress, start
+        )
         accuracies.append(accuracy)
         val_accuracies.append(history.val_accuracy[-1])
         seconds += history.wall_time_s
     lat = latencies(net, rounds)
     return Assessment(
+        retrain="from_scratch" if starts is None else "warm_start",
         structure=arch.describe(),
         architecture=arch.as_dict(),
         accuracies=accuracies,

@@ -47,7 +47,11 @@ class Merge(nn.Module):
 
 
 class Head(nn.Module):
-    """Global average pooling of every path, concatenated, then FC -> ReLU -> FC."""
+    """Global average pooling of every path, concatenated, then FC -> ReLU -> FC.
+
+    After a kept sync point at the last level every path holds the same merged map, so the
+    concatenation holds ``paths`` copies of it: the first FC layer's weights for the copies
+    act as one sum (more parameters, no more information). Kept as the paper builds it."""
 
     def __init__(self, paths: int, channels: int, hidden: int, num_classes: int) -> None:
         super().__init__()

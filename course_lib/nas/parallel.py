@@ -1,4 +1,5 @@
-"""Run a derived network's paths concurrently, one path per core, under ONNX Runtime.
+"""Run a derived network's paths concurrently, one path per core, with ONNX Runtime
+sessions driven from Python threads.
 
 The network is cut at its kept sync points into *stages*. In every stage each path is one
 small ONNX model (its blocks since the last sync point) run by its own single-threaded
@@ -9,10 +10,12 @@ worker thread pinned to its own core each of the others; ONNX Runtime releases t
 while it computes) and meets them only at the join. With ``parallel=False`` the same sessions run one after
 another on one thread: the sequential baseline, identical kernels, identical outputs.
 
-:func:`ort_parallel_session` is the alternative that needs no code: ONNX Runtime's own
-parallel executor on the whole graph (``ORT_PARALLEL``, one intra-op thread, ``paths``
-inter-op threads). :func:`executor_runner` wraps an executor for
-:func:`course_lib.measure.compare`, the course's one timing protocol.
+Every stage costs Python work: queue hand-offs to the worker and one session call per
+path and per join, each some microseconds. :mod:`course_lib.nas.forked` runs the same
+stages without Python in the loop. ONNX Runtime's own parallel executor on the whole
+graph is ``measure.onnx_runner(path, parallel=True, threads=paths)``.
+:func:`executor_runner` wraps an executor for :func:`course_lib.measure.compare`, the
+course's one timing protocol.
 """
 
 from __future__ import annotations
@@ -50,10 +53,18 @@ class _Join(nn.Module):
 
 @dataclass
 class Stage:
-    """The paths' modules from one kept sync point (or the input) to the next join."""
+    """The paths' modules from one kept sync point (or the input) to the next join: the
+    sync point's ``merge``, or, in the last stage, the head's ``classifier`` over the
+    concatenated paths. Every path of a stage takes the same input."""
 
     paths: list[nn.Module]
-    join: nn.Module
+    merge: Merge | None = None
+    classifier: nn.Module | None = None
+
+    @property
+    def join(self) -> nn.Module:
+        """The join as one module taking the paths' outputs as separate inputs."""
+        return _Join(self.merge, self.classifier)
 
 
 def stages(net: ParallelNet) -> list[Stage]:
@@ -64,12 +75,10 @@ def stages(net: ParallelNet) -> list[Stage]:
         for path in range(space.paths):
             current[path].append(net.blocks[level][path])
         if str(level) in net.merges:
-            result.append(
-                Stage([nn.Sequential(*m) for m in current], _Join(merge=net.merges[str(level)]))
-            )
+            result.append(Stage([nn.Sequential(*m) for m in current], merge=net.merges[str(level)]))
             current = [[] for _ in range(space.paths)]
     paths = [nn.Sequential(*m, net.head.pool) for m in current]
-    result.append(Stage(paths, _Join(classifier=net.head.classifier)))
+    result.append(Stage(paths, classifier=net.head.classifier))
     return result
 
 
@@ -134,9 +143,10 @@ class PathExecutor:
                     for p, (module, h) in enumerate(zip(stage.paths, inputs, strict=True))
                 ]
                 outs = [module(h) for module, h in zip(stage.paths, inputs, strict=True)]
-                join = onnx_session(_export(stage.join, outs, folder / f"s{i}_join.onnx"))
+                join_module = stage.join
+                join = onnx_session(_export(join_module, outs, folder / f"s{i}_join.onnx"))
                 self.stages.append((sessions, join))
-                inputs = [stage.join(*outs)] * self.paths
+                inputs = [join_module(*outs)] * self.paths
         count = self.paths - 1 if parallel else 0
         self._workers = [_Worker(p if pin else None) for p in range(1, count + 1)]
 
@@ -183,26 +193,15 @@ def _run_or_error(session, x: np.ndarray) -> np.ndarray | Exception:
         return error
 
 
-def ort_parallel_session(path: str | Path, paths: int):
-    """ONNX Runtime's parallel executor on a whole exported network: independent nodes
-    (here, the paths) run on ``paths`` inter-op threads, each op on one thread."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = paths
-    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def executor_runner(executor: PathExecutor, batch_size: int = 1) -> Runner:
     """A :class:`course_lib.measure.Runner` of ``executor`` on a fixed input batch."""
     x = example_input(batch_size).numpy()
-    mode = "path-parallel" if executor.parallel else "paths sequential"
+    import onnxruntime as ort
+
+    mode = "paths in parallel" if executor.parallel else "paths in sequence"
     threads = executor.paths if executor.parallel else 1
-    return Runner(lambda: executor(x), f"{mode} (onnxruntime sessions)", batch_size, threads)
+    runtime = f"onnxruntime {ort.__version__} sessions, Python threads, {mode}"
+    return Runner(lambda: executor(x), runtime, batch_size, threads)
 
 
 def single_path_twin(space: SearchSpace, arch: Architecture, op: str = "conv3x3"):

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..train import TrainConfig, evaluate, make_optimizer, make_scheduler, use_autocast
-from .costs import op_cost_table, ops_loss, sync_cost_table, sync_loss, total_loss
+from .costs import cost_tables, ops_loss, sync_loss, total_loss
 from .supernet import SuperNet
 
 SCHEMES = ("joint", "alternating")
@@ -33,7 +33,9 @@ SCHEMES = ("joint", "alternating")
 @dataclass(frozen=True)
 class SearchConfig:
     """``weights``: the weights' optimizer and schedule (SGD, as :func:`course_lib.train.fit`);
-    ``arch_lr`` / ``arch_momentum``: plain SGD on the decision variables (constant rate)."""
+    ``arch_lr`` / ``arch_momentum``: plain SGD on the decision variables (constant rate).
+    ``sync_costs``: ``C_sync`` per sync point in op-FLOP equivalents (a measured time, see
+    :func:`course_lib.nas.costs.measured_sync_costs`); ``None`` counts the merges' FLOPs."""
 
     weights: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=0.1))
     arch_lr: float = 0.1
@@ -41,12 +43,15 @@ class SearchConfig:
     alpha: float = 0.28
     beta: float = 0.01
     scheme: str = "joint"
+    sync_costs: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {self.scheme!r}: use one of {', '.join(SCHEMES)}")
         if self.alpha < 0 or self.beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got {self.alpha}, {self.beta}")
+        if self.sync_costs is not None and any(c < 0 for c in self.sync_costs):
+            raise ValueError(f"sync_costs must be >= 0, got {self.sync_costs}")
 
 
 @dataclass
@@ -91,10 +96,8 @@ def search(
         model.arch_parameters(), lr=config.arch_lr, momentum=config.arch_momentum
     )
     scheduler = make_scheduler(w_opt, wc, wc.epochs * len(train_loader))
-    op_table, sync_table = (
-        op_cost_table(model.space).to(device),
-        sync_cost_table(model.space).to(device),
-    )
+    op_table, sync_table, sync_scale = cost_tables(model.space, config.sync_costs)
+    op_table, sync_table = op_table.to(device), sync_table.to(device)
     ce_fn = nn.CrossEntropyLoss(label_smoothing=wc.label_smoothing)
     autocast = use_autocast(wc, device)
     history = SearchHistory()
@@ -105,7 +108,7 @@ def search(
             logits = model(x)
             ce = ce_fn(logits, y)
         l_ops = ops_loss(model.op_probs(), op_table)
-        l_sync = sync_loss(model.sync_probs(), sync_table)
+        l_sync = sync_loss(model.sync_probs(), sync_table, sync_scale)
         return logits, ce, l_ops, l_sync
 
     for epoch in tqdm(range(wc.epochs), desc="search", disable=not progress):

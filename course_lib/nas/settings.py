@@ -20,16 +20,23 @@ PAPER_ARCH_LR = 0.1  # SGD, the decision variables
 ARCH_LR = 1.0  # ours: a search of a few hundred steps needs 10x the paper's rate
 
 
+PAPER_WIDTHS = (8, 16, 32, 64)  # Table 1
+COURSE_WIDTHS = (24, 48, 96, 192)  # the full profile's space
+
+
 @dataclass(frozen=True)
 class NasSettings:
     """Everything one run of the chapter needs.
 
     ``space``: the supernet (widths per path). ``search``: the search's optimizers (``beta``
-    is set per entry of ``betas``), run on ``search_data``. ``retrain``: the second
-    training of every fixed or derived network on ``data``, repeated for each of ``seeds``.
-    ``final``: the longer training of the best derived network (chosen on the validation
-    split), repeated for each of ``final_seeds``.
-    ``lr_check_*``: the paper-vs-ours learning-rate comparison. ``estimate_min``: expected
+    is set per entry of ``betas``), run on ``search_data`` once per ``search_seeds``.
+    ``retrain``: the second training of every fixed network (experiment 1, from scratch,
+    once per ``seeds``) and of every derived one (from its search's weights, and from
+    scratch for comparison), on ``data``. ``final``: the longer warm-started training of
+    the best derived network (chosen on the validation split).
+    ``lr_check_*``: the paper-vs-ours learning-rate comparison. ``latency_rounds``: rounds
+    of :func:`course_lib.measure.compare` per network. ``multicore_*``: the widths, batch
+    sizes and rounds of the path-parallelism measurements. ``estimate_min``: expected
     minutes per section of the notebook on the course's 2-core CPU.
     """
 
@@ -39,18 +46,20 @@ class NasSettings:
     search: SearchConfig
     retrain: TrainConfig
     seeds: tuple[int, ...]
+    search_seeds: tuple[int, ...]
     final: TrainConfig
-    final_seeds: tuple[int, ...]
     betas: tuple[float, ...]
     lr_check_data: DataSettings
     lr_check_epochs: int
     lr_check_beta: float
-    latency_warmup: int
-    latency_repeats: int
+    latency_rounds: int
+    multicore_widths: dict[str, tuple[int, ...]]
+    multicore_batches: tuple[int, ...]
+    multicore_rounds: int
     estimate_min: dict[str, float]
 
-    def search_for(self, beta: float) -> SearchConfig:
-        return replace(self.search, beta=beta)
+    def search_for(self, beta: float, sync_costs: tuple[float, ...] | None = None):
+        return replace(self.search, beta=beta, sync_costs=sync_costs)
 
     def paper_search(self) -> SearchConfig:
         """The paper's optimizers: plain SGD, 1e-4 for the weights, 0.1 for the decisions
@@ -75,51 +84,59 @@ def search_config(epochs: int) -> SearchConfig:
     return SearchConfig(weights=weights, arch_lr=ARCH_LR, alpha=PAPER_ALPHA, scheme="joint")
 
 
+MULTICORE_WIDTHS = {"paper": PAPER_WIDTHS, "course": COURSE_WIDTHS}
+
 NAS = {
     "quick": NasSettings(
         data=DataSettings(train_per_class=150, val_per_class=50, test_per_class=100),
         search_data=DataSettings(train_per_class=150, val_per_class=50),
-        space=SearchSpace(widths=(8, 16, 32, 64)),
+        space=SearchSpace(widths=PAPER_WIDTHS),
         search=search_config(epochs=1),
-        retrain=TrainConfig(epochs=2, lr=0.1, label_smoothing=0.1),
+        retrain=TrainConfig(epochs=1, lr=0.1, label_smoothing=0.1),
         seeds=(0,),
-        final=TrainConfig(epochs=2, lr=0.1, label_smoothing=0.1),
-        final_seeds=(0,),
+        search_seeds=(0, 1),
+        final=TrainConfig(epochs=1, lr=0.1, label_smoothing=0.1),
         betas=PAPER_BETAS,
         lr_check_data=DataSettings(train_per_class=100, val_per_class=50),
         lr_check_epochs=1,
         lr_check_beta=0.1,
-        latency_warmup=5,
-        latency_repeats=20,
-        estimate_min={"total": 1.2},  # on 2 free cores; a busy machine can triple it
+        latency_rounds=3,
+        multicore_widths={"paper": PAPER_WIDTHS},
+        multicore_batches=(1, 16),
+        multicore_rounds=3,
+        # 23 min (7 min of CPU time) on the course's 2 cores shared with about six other jobs;
+        # about 4 min on 2 free cores, estimated from that CPU time.
+        estimate_min={"total": 4.0},
     ),
     "full": NasSettings(
         data=DataSettings(),
         search_data=DataSettings(),
-        space=SearchSpace(widths=(24, 48, 96, 192)),
+        space=SearchSpace(widths=COURSE_WIDTHS),
         search=search_config(epochs=2),
-        retrain=TrainConfig(epochs=4, lr=0.1, label_smoothing=0.1),
+        retrain=TrainConfig(epochs=3, lr=0.1, label_smoothing=0.1),
         seeds=(0, 1),
+        search_seeds=(0, 1),
         final=TrainConfig(epochs=15, lr=0.1, label_smoothing=0.1),
-        final_seeds=(0,),
         betas=PAPER_BETAS,
         lr_check_data=DataSettings(train_per_class=1000, val_per_class=100),
         lr_check_epochs=2,
         lr_check_beta=0.1,
-        latency_warmup=10,
-        latency_repeats=100,
-        # Estimated from epoch times measured on the course's 2-core CPU (AMD EPYC, bf16
-        # autocast; one thread, scaled by 1.8 for two): per epoch of 45,000 images, the
-        # supernet ~85 s, a 3x3/5x5 network ~42 s, a 5x5/5x5 network ~53 s; evaluation,
-        # ONNX export and latency runs add about 10 s per network.
+        latency_rounds=30,
+        multicore_widths=MULTICORE_WIDTHS,
+        multicore_batches=(1, 16),
+        multicore_rounds=20,
+        # From the previous full run (commit 7fec3d6, AMD EPYC, bf16 autocast: 66.4 min for
+        # work estimated at 78 min, so x0.85): per epoch of 45,000 images the supernet
+        # ~72 s, a derived network ~40 s; latency runs add ~10 s per network. The Intel Xeon
+        # (AMX) the course now runs on was too busy to time; the next full run will tell.
         estimate_min={
             "learning rates (3 searches x 2 epochs of 10,000 images)": 2.0,
-            "experiment 1 (4 networks x 2 seeds x 4 epochs)": 24.0,
-            "experiment 2, searches (4 x 2 epochs)": 12.0,
-            "experiment 2, retraining (4 networks x 2 seeds x 4 epochs)": 24.0,
-            "best network (1 seed x 15 epochs)": 14.0,
-            "parallel execution and the rest": 3.0,
-            "total": 79.0,
+            "experiment 1 (4 networks x 2 seeds x 3 epochs, from scratch)": 17.0,
+            "experiment 2, searches (4 betas x 2 seeds x 2 epochs)": 19.5,
+            "measured sync cost and its searches (4 betas x 2 epochs)": 10.0,
+            "experiment 2, retraining (8 warm starts + 4 from scratch, 3 epochs each)": 25.5,
+            "best network (warm start, 15 epochs)": 10.5,
+            "multicore measurements (2 widths x 5 networks x 2 batch sizes)": 3.0,
         },
     ),
 }

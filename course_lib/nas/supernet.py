@@ -49,9 +49,13 @@ class SyncPoint(nn.Module):
         super().__init__()
         self.merge = Merge(merge, paths, channels)
 
-    def forward(self, xs: list[torch.Tensor], probs: torch.Tensor) -> list[torch.Tensor]:
-        s = self.merge(xs)
+    @staticmethod
+    def mix(s: torch.Tensor, xs: list[torch.Tensor], probs: torch.Tensor) -> list[torch.Tensor]:
+        """Eq. 3: ``P_sync * s + P_direct * x_i`` for every path's ``x_i``."""
         return [probs[SYNC] * s + probs[DIRECT] * x for x in xs]
+
+    def forward(self, xs: list[torch.Tensor], probs: torch.Tensor) -> list[torch.Tensor]:
+        return self.mix(self.merge(xs), xs, probs)
 
 
 class SuperNet(nn.Module):
