@@ -421,3 +421,35 @@ def compare_models(
         for name, model in models.items()
     }
     return compare(runners, threads=threads, **protocol)
+
+
+# --- reading saved latencies -------------------------------------------------------------
+
+NO_INTERVAL = "no interval: saved before the interleaved protocol"
+"""How a saved latency or speed-up without an interval (written before :func:`compare`
+existed: one measurement, minutes apart from its baseline) is labelled."""
+
+
+def ratio_parts(saved: dict | float) -> tuple[float, float | None, float | None]:
+    """``(median, low, high)`` of a saved speed-up: a :meth:`Ratio.as_dict` or, in results
+    saved before the interleaved protocol, a bare float (then ``low = high = None``)."""
+    if isinstance(saved, dict):
+        low, high = saved["interval"]
+        return float(saved["median"]), float(low), float(high)
+    return float(saved), None, None
+
+
+def ratio_text(saved: dict | float) -> str:
+    """A saved speed-up as text: ``"2.10x (1.90-2.30)"``, or labelled :data:`NO_INTERVAL`."""
+    median, low, high = ratio_parts(saved)
+    if low is None:
+        return f"{median:.2f}x ({NO_INTERVAL})"
+    return str(Ratio(median, low, high))
+
+
+def latency_text(saved: dict) -> str:
+    """A saved :meth:`Latency.as_dict` as text: ``"0.44 ms (0.43-0.45)"``; an old record
+    (median and percentiles, no interval) is labelled :data:`NO_INTERVAL`."""
+    if "low_ms" not in saved:
+        return f"{saved['median_ms']:.3g} ms ({NO_INTERVAL})"
+    return f"{saved['median_ms']:.3g} ms ({saved['low_ms']:.3g}-{saved['high_ms']:.3g})"

@@ -13,6 +13,7 @@ the assignment's source) and grade five students in one ``nbgrader autograde`` r
 
 from __future__ import annotations
 
+import copy
 import csv
 import html
 import re
@@ -160,6 +161,192 @@ def test_check_steps_and_accuracy():
         grading.check_accuracy(floor - 0.01, floor)
     with pytest.raises(grading.CheckFailed, match="fraction"):
         grading.check_accuracy(85.0, floor)
+
+
+# --- the pruning floors and mask implementations --------------------------------------------
+
+
+def _global_prune(model: nn.Module, sparsity: float, keep_mask) -> nn.Module:
+    """Global magnitude pruning to ``sparsity``; ``keep_mask(layer, mask)`` keeps the zeros."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    magnitudes = torch.cat([m.weight.detach().abs().flatten() for m in layers])
+    keep = torch.ones_like(magnitudes)
+    keep[magnitudes.argsort(stable=True)[: round(sparsity * magnitudes.numel())]] = 0.0
+    for layer, mask in zip(layers, keep.split([m.weight.numel() for m in layers]), strict=True):
+        mask = mask.view_as(layer.weight)
+        with torch.no_grad():
+            layer.weight.mul_(mask)
+        keep_mask(layer, mask)
+    return model
+
+
+def _gradient_hooks(layer: nn.Module, mask: torch.Tensor) -> None:
+    layer.weight.register_hook(lambda grad: grad * mask)
+
+
+def _forward_pre_hook(layer: nn.Module, mask: torch.Tensor) -> None:
+    def remask(module, _inputs):
+        with torch.no_grad():
+            module.weight.mul_(mask)
+
+    layer.register_forward_pre_hook(remask)
+
+
+def _no_mask(layer: nn.Module, mask: torch.Tensor) -> None:
+    """Zeroing the weights once and keeping nothing: training revives them."""
+
+
+def _iterate(keep_mask, model: nn.Module, final: float, steps: int, finetune) -> nn.Module:
+    for k in range(1, steps + 1):
+        _global_prune(model, final * k / steps, keep_mask)
+        finetune(model)
+    return model
+
+
+@pytest.mark.slow
+def test_accuracy_floors_pass_the_methods_and_fail_the_common_mistakes(cifar):
+    """On the committed baseline with the graded (quick) settings: global one-shot pruning,
+    iterative pruning with fine-tuning and fine-tuned channel pruning clear their floors;
+    layer-wise pruning, iterative pruning without fine-tuning and channel pruning without
+    fine-tuning do not."""
+    from course_lib.data import make_loaders
+    from course_lib.models import load_baseline_cnn
+    from course_lib.prune import structured, unstructured
+    from course_lib.train import evaluate
+
+    require_baseline()
+    settings = grading.pruning_homework("quick")
+    loaders = make_loaders(cifar, settings.data, seed=0, channels_last=False)
+    baseline = load_baseline_cnn().eval()
+
+    def accuracy(model):
+        return evaluate(model, loaders.val)[1]
+
+    def finetune(model):
+        grading.fine_tune(model, loaders.train, settings.finetune, 0)
+
+    def fresh():
+        return copy.deepcopy(baseline)
+
+    base = accuracy(baseline)
+    floor = grading.accuracy_floor(base, "one_shot_50")
+    grading.check_accuracy(accuracy(unstructured.prune_to(fresh(), 0.5, "global")), floor)
+    with pytest.raises(grading.CheckFailed, match="below the floor"):
+        grading.check_accuracy(accuracy(unstructured.prune_to(fresh(), 0.5, "layer")), floor)
+    final, steps = settings.iterative_sparsity, settings.iterative_steps
+    floor = grading.accuracy_floor(base, "iterative_90")
+    iterative = unstructured.prune_iteratively(fresh(), final, steps, finetune)
+    grading.check_accuracy(accuracy(iterative), floor)
+    untrained = unstructured.prune_iteratively(fresh(), final, steps, lambda model: None)
+    with pytest.raises(grading.CheckFailed, match="below the floor"):
+        grading.check_accuracy(accuracy(untrained), floor)
+    layerwise = unstructured.prune_iteratively(fresh(), final, steps, finetune, "layer")
+    with pytest.raises(grading.CheckFailed, match="below the floor"):
+        grading.check_accuracy(accuracy(layerwise), floor)
+    floor = grading.accuracy_floor(base, "structured_50")
+    ratio, steps = settings.structured_ratio, settings.structured_steps
+    tuned = fresh()
+    records = structured.prune_channels_gradually(tuned, ratio, steps, finetune=finetune)
+    assert len(records) == steps
+    grading.check_accuracy(accuracy(tuned), floor)
+    untuned = fresh()
+    structured.prune_channels_gradually(untuned, ratio, steps)
+    with pytest.raises(grading.CheckFailed, match="below the floor"):
+        grading.check_accuracy(accuracy(untuned), floor)
+
+
+@pytest.mark.parametrize("keep_mask", [_gradient_hooks, _forward_pre_hook])
+def test_alternative_mask_implementations_pass_the_iterative_tests(keep_mask):
+    """Masks kept in a gradient hook or re-applied in a forward pre-hook are correct: the
+    hidden test trains with real SGD steps and checks after a forward pass."""
+    torch.manual_seed(0)
+    batch = (torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,)))
+    original = BaselineCNN()
+    sparsities = []
+    model = _iterate(keep_mask, BaselineCNN(), 0.8, 4, grading.sgd_finetune(batch, sparsities))
+    grading.check_schedule(sparsities, 0.8, 4, total=grading.zero_count(model)[1])
+    grading.check_sparsity(model, 0.8, "alternative masks")
+    pruned = _global_prune(copy.deepcopy(original), 0.6, keep_mask)
+    grading.check_magnitude_criterion(original, pruned)
+
+
+def test_pruning_without_a_mask_fails_the_iterative_tests():
+    torch.manual_seed(0)
+    batch = (torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,)))
+    sparsities = []
+    model = _iterate(_no_mask, BaselineCNN(), 0.8, 4, grading.sgd_finetune(batch, sparsities))
+    with pytest.raises(grading.CheckFailed, match="after step 1 of 4"):
+        grading.check_schedule(sparsities, 0.8, 4, total=grading.zero_count(model)[1])
+
+
+def _structured_prune(
+    model, ratio, importance, iterative_steps=1, finetune=None,
+    pruner_class=tp.pruner.BasePruner, batch=None, sparse_train=None, reg=None,
+    late=False, drop_reg=False,
+):  # fmt: skip
+    """The assignment's solution, with two ways of getting sparsity training wrong."""
+    extra = {} if reg is None or drop_reg else {"reg": reg}
+    pruner = pruner_class(
+        model, torch.randn(1, 3, 32, 32), importance=importance, pruning_ratio=ratio,
+        iterative_steps=iterative_steps, ignored_layers=[model.classifier[-1]], **extra,
+    )  # fmt: skip
+    if sparse_train is not None and not late:
+        sparse_train(model, pruner)
+    for _ in range(iterative_steps):
+        pruner.step()
+        if sparse_train is not None and late:
+            sparse_train(model, pruner)
+    return model
+
+
+def test_check_sparse_training_needs_the_pruner_before_the_first_step():
+    model = BaselineCNN()
+    grading.check_sparse_training(_structured_prune, model)
+
+    def without_sparse_training(*args, sparse_train=None, reg=None, **kwargs):
+        return _structured_prune(*args, **kwargs)
+
+    with pytest.raises(grading.CheckFailed, match="ran 0 times"):
+        grading.check_sparse_training(without_sparse_training, model)
+    with pytest.raises(grading.CheckFailed, match="ran 2 times|already pruned"):
+        grading.check_sparse_training(lambda *a, **k: _structured_prune(*a, late=True, **k), model)
+    with pytest.raises(grading.CheckFailed, match="strength"):
+        grading.check_sparse_training(
+            lambda *a, **k: _structured_prune(*a, drop_reg=True, **k), model
+        )
+
+
+def test_fine_tune_regularizes_with_a_sparsity_training_pruner_only():
+    from course_lib.data import TensorLoader
+    from course_lib.train import TrainConfig
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    loader = TensorLoader(images, torch.randint(0, 10, (64,), generator=generator), batch_size=32)
+    config = TrainConfig(epochs=1, lr=0.01, schedule="constant", channels_last=False)
+    example = torch.randn(1, 3, 32, 32)
+
+    def trained(pruner_class, **kwargs) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = BaselineCNN()
+        pruner = None
+        if pruner_class is not None:
+            pruner = pruner_class(
+                model, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
+                ignored_layers=[model.classifier[-1]], **kwargs,
+            )  # fmt: skip
+        grading.fine_tune(model, loader, config, 0, pruner)
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    plain = trained(None)
+    assert not grading.regularizes(None) and not grading.regularizes(object())
+    assert grading.regularizes(tp.pruner.GroupNormPruner(BaselineCNN(), example, importance=None))
+    base = trained(tp.pruner.BasePruner)  # BasePruner trains plainly: the same weights
+    assert all(torch.equal(plain[k], base[k]) for k in plain)
+    group_norm = trained(tp.pruner.GroupNormPruner, reg=0.1)
+    assert not torch.allclose(plain["features.0.0.weight"], group_norm["features.0.0.weight"])
+    bn_scale = trained(tp.pruner.BNScalePruner, reg=0.1)
+    assert not torch.allclose(plain["features.0.1.weight"], bn_scale["features.0.1.weight"])
 
 
 def test_nas_checks_accept_the_course_functions_and_reject_common_mistakes():

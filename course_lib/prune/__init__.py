@@ -4,13 +4,25 @@
   ``torch.nn.utils.prune``, layer-wise or global, one-shot or iterative, exact sparsity.
 - :mod:`.storage`: what those zeros save on disk (dense vs bitmask / CSR encodings, bytes).
 - :mod:`.structured`: channel pruning with torch-pruning (dependency graph, importances,
-  pruners, sparsity training), done gradually.
-- :mod:`.benchmark`: measured CPU latency (PyTorch and ONNX Runtime, ms) and speed-ups.
+  pruners, sparsity training, aligned widths), done gradually.
+- :mod:`.benchmark`: measured CPU latency (PyTorch and ONNX Runtime, ms) and speed-ups,
+  every model timed interleaved with the one it is compared against.
+- :mod:`.experiment`, :mod:`.selection`: the chapter's experiments, one function per section.
 - :mod:`.settings`: the chapter's ``quick`` and ``full`` profiles.
-- :mod:`.plots`: the chapter's figures, drawn from its metrics dict.
+- :mod:`.plots`, :mod:`.summary`: the chapter's figures and tables, drawn from its metrics.
 """
 
-from . import benchmark, plots, settings, storage, structured, unstructured
+from . import (
+    benchmark,
+    experiment,
+    plots,
+    selection,
+    settings,
+    storage,
+    structured,
+    summary,
+    unstructured,
+)
 from .structured import (
     IMPORTANCES,
     PRUNERS,
@@ -34,6 +46,7 @@ __all__ = [
     "ChannelStep",
     "benchmark",
     "check_ratio",
+    "experiment",
     "global_sparsity",
     "layer_sparsity",
     "make_permanent",
@@ -42,9 +55,11 @@ __all__ = [
     "prune_channels_gradually",
     "prune_iteratively",
     "prune_to",
+    "selection",
     "settings",
     "sparsity_regularization",
     "storage",
     "structured",
+    "summary",
     "unstructured",
 ]

@@ -1,12 +1,23 @@
 """The pruning chapter's figures. Each takes the chapter's ``metrics`` dict (the layout saved
 in ``results/pruning.json``), so a page can draw this run's and the saved full run's numbers
-with the same function. Accuracies are stored as fractions and drawn in percent."""
+with the same function. Accuracies are stored as fractions and drawn in percent; speed-ups
+carry their 95 % interval as error bars (results saved before the interleaved protocol
+have none, and are drawn without)."""
 
 from __future__ import annotations
 
+import copy
+
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+import torch_pruning as tp
 from matplotlib.figure import Figure
+from torch import nn
+
+from ..measure import ratio_parts
+from . import selection as select
+from .summary import speedup_over_dense
 
 FAMILY_STYLE = {
     "one-shot": {"marker": "o", "color": "tab:blue"},
@@ -22,6 +33,18 @@ def encoding_label(name: str) -> str:
 
 def _keys(table: dict) -> list[str]:
     return sorted(table, key=float)
+
+
+def _errorbar(ax, x, ratios, **style) -> None:
+    """Speed-ups with their interval as error bars (none for results saved without one)."""
+    parts = [ratio_parts(r) for r in ratios]
+    y = [m for m, _, _ in parts]
+    if all(lo is not None for _, lo, _ in parts):
+        err = [[m - lo for m, lo, _ in parts], [hi - m for m, _, hi in parts]]
+        ax.errorbar(x, y, yerr=err, capsize=3, **style)
+    else:
+        fmt = style.pop("fmt", "-")
+        ax.plot(x, y, fmt, **style)
 
 
 def _dense_line(ax, metrics: dict, label: str = "dense") -> None:
@@ -117,65 +140,92 @@ def storage(metrics: dict) -> Figure:
     return fig
 
 
+def _seed_bars(ax, table: dict, title: str) -> None:
+    """Mean validation accuracy over seeds (bars), every seed (dots), best first."""
+    names = sorted(table, key=lambda n: -select.mean(table[n]))
+    x = np.arange(len(names))
+    ax.bar(x, [100 * select.mean(table[n]) for n in names], 0.6, color="tab:blue", alpha=0.6)
+    for i, name in enumerate(names):
+        seeds = select.values(table[name])
+        ax.plot([i] * len(seeds), [100 * v for v in seeds], "k.", ms=5)
+    low = min(min(select.values(table[n])) for n in names)
+    ax.set_ylim(100 * low - 3, None)
+    ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
+    ax.set(ylabel="validation accuracy (%)", title=title)
+    ax.grid(alpha=0.3, axis="y")
+
+
 def selection(metrics: dict) -> Figure:
-    """Validation accuracy of every importance (plain pruner) and every pruner."""
-    importances, pruners = metrics["importance_comparison"], metrics["pruner_comparison"]
-    fig, (ax_imp, ax_pr) = plt.subplots(
-        1,
-        2,
-        figsize=(10, 3.4),
-        gridspec_kw={"width_ratios": [len(importances), max(len(pruners), 2)]},
+    """The selection, one panel per stage: bars are means over seeds, dots single seeds."""
+    panels = [
+        ("importance_screening", "screening: no fine-tuning"),
+        ("importance_comparison", "importances, fine-tuned (plain)"),
+        ("pruner_comparison", "pruners, fine-tuned"),
+    ]
+    panels = [(k, t) for k, t in panels if k in metrics]
+    widths = [max(len(metrics[k]), 2) for k, _ in panels]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4 + 0.6 * sum(widths), 3.6), gridspec_kw={"width_ratios": widths}
     )
-    for ax, table, title in (
-        (ax_imp, importances, "importance (plain pruner)"),
-        (ax_pr, pruners, "pruner"),
-    ):
-        names = list(table)
-        x = np.arange(len(names))
-        ax.bar(
-            x - 0.2,
-            [100 * table[n]["val_accuracy_pruned"] for n in names],
-            0.4,
-            label="right after the last step",
+    for ax, (k, title) in zip(np.atleast_1d(axes), panels, strict=True):
+        _seed_bars(ax, metrics[k], title)
+    fig.tight_layout()
+    return fig
+
+
+def alignment(metrics: dict) -> Figure:
+    """Speed-up over dense vs channels removed, widths as left by torch-pruning and rounded
+    to multiples of ``round_to``, with the MAC reduction a perfect runtime would turn into
+    speed."""
+    a, base_macs = metrics["alignment"], metrics["baseline"]["macs"]
+    settings = list(a["aligned"][_keys(a["aligned"])[0]]["speedup"])
+    fig, axes = plt.subplots(1, len(settings), figsize=(5 * len(settings), 3.5))
+    for ax, setting in zip(np.atleast_1d(axes), settings, strict=True):
+        for name, style in (("unaligned", "o--"), ("aligned", "s-")):
+            rows = [a[name][k] for k in _keys(a[name])]
+            x = [100 * r["channels_removed"] for r in rows]
+            label = name if name == "unaligned" else f"multiples of {a['round_to']}"
+            _errorbar(ax, x, [r["speedup"][setting] for r in rows], fmt=style, label=label)
+        rows = [a["aligned"][k] for k in _keys(a["aligned"])]
+        ax.plot(
+            [100 * r["channels_removed"] for r in rows],
+            [base_macs / r["macs"] for r in rows],
+            ":",
+            c="gray",
+            label="MAC reduction",
         )
-        ax.bar(
-            x + 0.2, [100 * table[n]["val_accuracy"] for n in names], 0.4, label="after fine-tuning"
-        )
-        ax.set_xticks(x, names, rotation=30, ha="right")
-        ax.set(ylabel="validation accuracy (%)", title=title)
-        ax.grid(alpha=0.3, axis="y")
-    ax_imp.legend(fontsize=8)
+        ax.axhline(1, ls="--", c="gray", lw=0.8)
+        runtime, batch = setting.split("_b")
+        ax.set(xlabel="channels removed (%)", ylabel="speed-up over dense (x)")
+        ax.set_title(f"{'ONNX Runtime' if runtime == 'onnx' else 'PyTorch'}, batch {batch}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def structured(metrics: dict) -> Figure:
-    """Test accuracy and measured speed-up over the dense model vs the channel ratio removed."""
+    """Test accuracy and measured speed-up over the dense model vs the channels removed."""
     table = metrics["structured"]
     keys = _keys(table)
-    x = [100 * float(k) for k in keys]
+    x = [100 * table[k]["channels_removed"] for k in keys]
     fig, (ax_acc, ax_speed) = plt.subplots(1, 2, figsize=(10, 3.4))
     ax_acc.plot(
-        x,
-        [100 * table[k]["accuracy_pruned"] for k in keys],
-        "^:",
-        c="tab:green",
-        alpha=0.6,
+        x, [100 * table[k]["accuracy_pruned"] for k in keys], "^:", c="tab:green", alpha=0.6,
         label="right after the step",
-    )
-    ax_acc.plot(
-        x,
-        [100 * table[k]["accuracy"] for k in keys],
-        **FAMILY_STYLE["structured"],
-        label="after fine-tuning",
-    )
+    )  # fmt: skip
+    step = [100 * table[k].get("accuracy_step", table[k]["accuracy"]) for k in keys]
+    ax_acc.plot(x, step, **FAMILY_STYLE["structured"], label="after the step's fine-tuning")
+    if "accuracy_step" in table[keys[-1]]:
+        ax_acc.plot(
+            x[-1:], [100 * table[keys[-1]]["accuracy"]], "g*", ms=14, label="final fine-tune"
+        )
     _dense_line(ax_acc, metrics)
     ax_acc.set(xlabel="channels removed (%)", ylabel="test accuracy (%)")
     ax_acc.legend(fontsize=8)
     for name in table[keys[0]]["speedup"]:
-        ax_speed.plot(
-            x, [table[k]["speedup"][name] for k in keys], "o-", label=name.replace("_b", ", batch ")
-        )
+        ratios = [table[k]["speedup"][name] for k in keys]
+        _errorbar(ax_speed, x, ratios, fmt="o-", label=name.replace("_b", ", batch "))
     ax_speed.axhline(1, ls="--", c="gray")
     ax_speed.set(xlabel="channels removed (%)", ylabel="speed-up over dense (x)")
     ax_speed.legend(fontsize=8)
@@ -185,51 +235,132 @@ def structured(metrics: dict) -> Figure:
     return fig
 
 
-def family_points(
-    metrics: dict, latency_key: str = "onnx_b1"
-) -> dict[str, list[tuple[float, float, float]]]:
-    """(fraction of parameters kept non-zero, median latency ms, test accuracy) per family."""
-    points: dict[str, list[tuple[float, float, float]]] = {}
-    dense_params = metrics["baseline"]["params"]
-    for family, key in (
+def timed_points(metrics: dict) -> dict[str, list[tuple]]:
+    """(speed-up over dense in ONNX Runtime at batch 1, test accuracy) of every model whose
+    latency was measured, per family (:func:`.summary.speedup_over_dense`)."""
+    points: dict[str, list[tuple]] = {}
+    for family, name in (
         ("one-shot", "oneshot"),
         ("iterative", "iterative"),
         ("structured", "structured"),
     ):
-        points[family] = [
-            (
-                r["nonzero_params"] / dense_params,
-                r["latency_ms"][latency_key]["median_ms"],
-                r["accuracy"],
-            )
-            for _, r in sorted(metrics[key].items(), key=lambda kv: float(kv[0]))
-        ]
+        for k in _keys(metrics[name]):
+            ratio = speedup_over_dense(metrics, family, k)
+            if ratio is not None:
+                points.setdefault(family, []).append((ratio, metrics[name][k]["accuracy"]))
     return points
 
 
-def tradeoff(metrics: dict, latency_key: str = "onnx_b1", title: str = "") -> Figure:
-    """The chapter's comparison: accuracy vs parameters kept, and vs measured latency."""
-    points = family_points(metrics, latency_key)
+def tradeoff(metrics: dict, title: str = "") -> Figure:
+    """The chapter's comparison: accuracy vs parameters kept, and vs measured speed-up."""
     base = metrics["baseline"]
-    fig, (ax_params, ax_latency) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for family, rows in points.items():
-        kept, latency_ms, accuracy = zip(*rows, strict=True)
+    fig, (ax_params, ax_speed) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for family, name in (
+        ("one-shot", "oneshot"),
+        ("iterative", "iterative"),
+        ("structured", "structured"),
+    ):
+        rows = [metrics[name][k] for k in _keys(metrics[name])]
+        kept = [100 * r["nonzero_params"] / base["params"] for r in rows]
         style = FAMILY_STYLE[family]
-        ax_params.plot(
-            [100 * k for k in kept], [100 * a for a in accuracy], "-", **style, label=family
+        ax_params.plot(kept, [100 * r["accuracy"] for r in rows], "-", **style, label=family)
+    for family, rows in timed_points(metrics).items():
+        parts = [ratio_parts(r) for r, _ in rows]
+        x = [m for m, _, _ in parts]
+        err = None
+        if all(lo is not None for _, lo, _ in parts):
+            err = [[m - lo for m, lo, _ in parts], [hi - m for m, _, hi in parts]]
+        style = {k: v for k, v in FAMILY_STYLE[family].items()}
+        ax_speed.errorbar(
+            x, [100 * a for _, a in rows], xerr=err, ls="none", capsize=3, **style, label=family
         )
-        ax_latency.plot(latency_ms, [100 * a for a in accuracy], ls="none", **style, label=family)
-    for ax, x in ((ax_params, 100.0), (ax_latency, base["latency_ms"][latency_key]["median_ms"])):
+    for ax, x in ((ax_params, 100.0), (ax_speed, 1.0)):
         ax.plot([x], [100 * base["accuracy"]], "k*", ms=12, label="dense")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_ylabel("test accuracy (%)")
     ax_params.set_xlabel("non-zero parameters kept (% of dense)")
     ax_params.invert_xaxis()
-    runtime, batch = latency_key.split("_b")
-    ax_latency.set_xlabel(
-        f"median latency, {'ONNX Runtime' if runtime == 'onnx' else 'PyTorch'}, batch {batch} (ms)"
-    )
+    ax_speed.set_xlabel("speed-up over dense, ONNX Runtime, batch 1 (x)")
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# --- torch-pruning's dependency groups --------------------------------------------------
+
+OUT_HANDLERS = (
+    tp.prune_conv_out_channels,
+    tp.prune_linear_out_channels,
+    tp.prune_batchnorm_out_channels,
+)
+
+
+def group_members(model: nn.Module, layer: str, idxs: list[int]) -> list[dict]:
+    """The group torch-pruning builds to remove output channels ``idxs`` of the conv
+    ``layer`` (a module name) of ``model``: one entry per parametrized member, with its
+    name, the axis it loses (``"out"``: filters / entries, ``"in"``: input slices) and the
+    indices, as the dependency graph computed them (traced on a CPU copy)."""
+    model = copy.deepcopy(model).cpu().eval()
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.randn(1, 3, 32, 32))
+    modules = dict(model.named_modules())
+    group = graph.get_pruning_group(modules[layer], tp.prune_conv_out_channels, idxs=list(idxs))
+    names = {module: name for name, module in modules.items()}
+    members = []
+    for dep, member_idxs in group:
+        module = dep.target.module
+        if module not in names or not list(module.parameters(recurse=False)):
+            continue
+        axis = "out" if dep.handler in OUT_HANDLERS else "in"
+        members.append(
+            {
+                "name": names[module],
+                "module": module,
+                "axis": axis,
+                "idxs": sorted(map(int, member_idxs)),
+            }
+        )
+    return members
+
+
+def _weight_map(module: nn.Module) -> np.ndarray:
+    """|w| as a 2-D map: (out, in) for conv (norm over the kernel) and linear, (C, 1) for BN."""
+    w = module.weight.detach().float().cpu()
+    if w.ndim == 4:
+        w = w.flatten(2).norm(dim=2)
+    return (w.abs() if w.ndim == 2 else w.abs()[:, None]).numpy()
+
+
+def dependency_group(model: nn.Module, groups: dict[str, list[int]]) -> Figure:
+    """One row per group (conv layer name -> output channels to remove): every member's
+    weights (grey, |w|), with the slices the group removes in red."""
+    rows = [group_members(model, layer, idxs) for layer, idxs in groups.items()]
+    ncols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(
+        len(rows), ncols, figsize=(3.4 * ncols, 3.0 * len(rows)), squeeze=False
+    )
+    for row_axes, members in zip(axes, rows, strict=True):
+        for ax, member in zip(row_axes, members, strict=False):
+            weights = _weight_map(member["module"])
+            removed = np.zeros_like(weights, dtype=bool)
+            if member["axis"] == "out":
+                removed[member["idxs"], :] = True
+            else:
+                removed[:, member["idxs"]] = True
+            ax.imshow(weights / weights.max(), cmap="Greys", aspect="auto", interpolation="nearest")
+            overlay = np.zeros((*weights.shape, 4))
+            overlay[removed] = (0.85, 0.1, 0.1, 0.85)
+            ax.imshow(overlay, aspect="auto", interpolation="nearest")
+            kind = type(member["module"]).__name__
+            what = {"out": "rows (outputs)", "in": "columns (inputs)"}[member["axis"]]
+            ax.set_title(
+                f"{member['name']} ({kind})\nremoves {len(member['idxs'])} {what}", fontsize=9
+            )
+            ax.set(
+                xlabel="input channel / feature" if weights.shape[1] > 1 else "", ylabel="output"
+            )
+            ax.set_xticks([] if weights.shape[1] == 1 else ax.get_xticks()[1:-1])
+        for ax in row_axes[len(members) :]:
+            ax.axis("off")
     fig.tight_layout()
     return fig

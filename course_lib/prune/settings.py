@@ -1,8 +1,8 @@
 """The pruning chapter's ``quick`` and ``full`` profiles, side by side.
 
 Budgets are in epochs over the chapter's training subset (``full``: all 45,000 training
-images). The ``full`` profile must run in at most 90 minutes on a 2-core CPU;
-:data:`FULL_MINUTES` is the per-section estimate it was sized with.
+images). The ``full`` profile must run in at most 90 minutes on a quiet 2-core CPU; its
+``estimate_min`` is the per-section estimate it was sized with (see its docstring).
 """
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ from ..profiles import check_profile
 from ..train import TrainConfig
 
 SPARSITIES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+"""The homework's unstructured sweep (20 % to 80 % in steps of 10)."""
+EXTREME_SPARSITY = 0.95
+"""Where iterating is expected to pay: one-shot pruning to 95 % destroys the network."""
 CHANNEL_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5)
+"""The homework's structured sweep (10 % to 50 % of the channels in steps of 10)."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class UnstructuredSettings:
 
     finetune: TrainConfig
     rounds: int
-    sparsities: tuple[float, ...] = SPARSITIES
+    sparsities: tuple[float, ...] = (*SPARSITIES, EXTREME_SPARSITY)
 
     def __post_init__(self) -> None:
         if self.finetune.epochs % self.rounds:
@@ -41,54 +45,99 @@ class UnstructuredSettings:
 
 
 @dataclass(frozen=True)
-class SelectionSettings:
-    """The importance x pruner comparison: every candidate prunes the same dense model to
-    ``ratio`` in ``steps`` steps, fine-tuning ``finetune`` after each, on ``data`` (a training
-    subset; accuracy on the validation split). Sparsity-training pruners first train
-    ``sparse_train`` with their regularizer (strength ``reg``); ``plain`` trains as long
-    without one. The strengths are far above torch-pruning's defaults (1e-5 for BN-scale,
-    1e-4 for group norm) because those assume tens of epochs of sparsity training, and we
-    can afford one or two: the product of strength, learning rate and steps is what moves
-    the weights."""
+class ChannelSchedule:
+    """How channels are removed: ``ratio`` of every layer's channels in ``steps`` equal steps.
 
-    data: DataSettings
-    finetune: TrainConfig
+    1. ``sparse_train``: train the dense model (with the pruner's regularizer for the
+       sparsity-training pruners, plainly for ``plain``, so every pruner gets the same
+       budget);
+    2. each step: prune, recalibrate BatchNorm, fine-tune ``step_finetune`` (recovery);
+    3. after the last step: fine-tune ``final_finetune`` (the long run at the final width).
+    """
+
+    step_finetune: TrainConfig
+    final_finetune: TrainConfig
     sparse_train: TrainConfig
-    importances: tuple[str, ...]
-    pruners: tuple[str, ...]
-    reg: dict[str, float] = field(default_factory=lambda: {"bn_scale": 5e-2, "group_norm": 2e-2})
     ratio: float = 0.5
     steps: int = 5
 
 
 @dataclass(frozen=True)
-class StructuredSettings:
-    """Gradual channel pruning to ``max(ratios)`` in ``len(ratios)`` steps, fine-tuning
-    ``finetune`` after each step; ``calibration_batches`` training batches feed the
-    gradient-based importances (``hessian``: their first ``hessian_samples`` images, one at
-    a time). If a sparsity-training pruner is chosen, it first trains ``sparse_train`` with
-    its regularizer."""
+class SelectionSettings:
+    """The importance x pruner comparison, on ``data`` (a training subset; accuracy on the
+    validation split), repeated for ``seeds`` seeds (subset, shuffles and calibration
+    batches change with the seed).
 
-    finetune: TrainConfig
-    sparse_train: TrainConfig
-    ratios: tuple[float, ...] = CHANNEL_RATIOS
+    1. *screening*: every importance prunes the dense model to ``schedule.ratio`` at once,
+       no fine-tuning (BatchNorm recalibrated), scored on validation: seconds per candidate;
+    2. the ``finalists`` best equal-cost importances run ``schedule`` with the plain pruner;
+    3. the pruners run ``schedule`` with the best importance (and ``group_norm`` also with
+       ``l2_group``, the norm it was designed with).
+
+    ``reg`` are the sparsity strengths of the regularizing pruners *for this schedule*; the
+    final run scales them so that strength x (sum of the learning rate over the
+    sparsity-training steps) is the same (:func:`course_lib.prune.structured.matched_reg`).
+    They are far above torch-pruning's defaults (1e-5, 1e-4), which assume tens of epochs of
+    sparsity training.
+    """
+
+    data: DataSettings
+    schedule: ChannelSchedule
+    importances: tuple[str, ...]
+    pruners: tuple[str, ...]
+    seeds: int = 3
+    finalists: int = 3
+    reg: dict[str, float] = field(default_factory=lambda: {"bn_scale": 1e-1, "group_norm": 4e-2})
+
+
+@dataclass(frozen=True)
+class StructuredSettings:
+    """The final channel pruning on the chapter's training data: ``schedule`` with the
+    chosen importance and pruner, widths rounded down to multiples of ``round_to``;
+    ``calibration_batches`` training batches feed BatchNorm recalibration and the
+    gradient-based importances (``hessian``: their first ``hessian_samples`` images, one at
+    a time). ``ratios`` are the steps' targets (one result per step)."""
+
+    schedule: ChannelSchedule
+    round_to: int | None = 8
     calibration_batches: int = 4
     hessian_samples: int = 256
+
+    @property
+    def ratios(self) -> tuple[float, ...]:
+        s = self.schedule
+        return tuple(round(s.ratio * (k + 1) / s.steps, 4) for k in range(s.steps))
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """The measuring protocol (:func:`course_lib.measure.compare`, one thread): per batch
+    size, ``(rounds, calls per round)``; ``warmup`` untimed calls. ``alignment_rounds``:
+    rounds of the batch-1 alignment curve (many models at once, so many rounds are cheap)."""
+
+    protocol: dict[int, tuple[int, int]]
+    warmup: int
+    alignment_rounds: int
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        return tuple(self.protocol)
 
 
 @dataclass(frozen=True)
 class PruningSettings:
+    """Everything the chapter runs; ``estimate_min``: minutes per section, quiet 2-core CPU."""
+
     data: DataSettings
     unstructured: UnstructuredSettings
     selection: SelectionSettings
     structured: StructuredSettings
-    latency_repeats: int
-    latency_warmup: int
-    latency_batches: tuple[int, ...] = (1, 64)
+    latency: LatencySettings
+    estimate_min: dict[str, float]
 
 
-def _finetune(epochs: int, lr: float = 0.01) -> TrainConfig:
-    """Fine-tuning: cosine decay from a learning rate 10x below the baseline's peak."""
+def finetune(epochs: int, lr: float = 0.01) -> TrainConfig:
+    """Fine-tuning: cosine decay from ``lr`` (10x below the baseline's peak by default)."""
     return TrainConfig(epochs=epochs, lr=lr, schedule="cosine", label_smoothing=0.1)
 
 
@@ -105,55 +154,87 @@ ALL_IMPORTANCES = (
 )
 ALL_PRUNERS = ("plain", "bn_scale", "group_norm")
 
+FULL_ESTIMATE_MIN = {
+    "baseline": 0.5,
+    "scope comparison": 1.2,
+    "one-shot sweep": 17.5,
+    "iterative sweep": 16.0,
+    "storage and latency": 0.5,
+    "alignment": 0.5,
+    "importance screening": 1.5,
+    "importance comparison": 6.5,
+    "pruner comparison": 6.5,
+    "channel pruning": 10.0,
+}
+"""Estimated minutes per section of the full profile (60.7 in all; the keys are the
+sections the notebook times), from timings on the idle 2-core Intel Xeon (AMX, bfloat16
+autocast) of the course machine, at two PyTorch threads:
+
+- an epoch of 45,000 images: about 34 s for the dense (or masked) model; a narrower model
+  about 34 s x (0.12 + 0.88 x its fraction of the dense MACs), e.g. 12 s at 50 % of the
+  channels; 10,000 images: 7.6 s dense;
+- one fp32 evaluation of the 10,000 test images 9 s (5,000 validation images 4 s);
+- a latency comparison with the dense model, 4 runtime x batch settings: about 15 s;
+- unstructured sweeps: 8 sparsities x (3 epochs + 1-2 test evaluations + storage);
+- selection: 27 screening prunings; then per candidate and seed 1 + 5 x 1 + 3 epochs on
+  10,000 images at shrinking widths, about 41 s; 3 importances and 2-3 pruners x 3 seeds;
+- channel pruning: 1 + 5 x 2 epochs at shrinking widths, 15 epochs at 50 %, 5 measured steps.
+
+The old profile, estimated at 52 min with the same rules, took 63 min on the 2-core AMD
+EPYC: expect about 20 % more than the sum (about 73 min). CPU-heavy jobs beside it slow
+PyTorch's two-thread kernels many-fold: run the full profile on an otherwise idle machine."""
+
 PRUNING = {
     "quick": PruningSettings(
         data=DataSettings(train_per_class=100, val_per_class=50, test_per_class=100, batch_size=64),
-        unstructured=UnstructuredSettings(finetune=_finetune(2), rounds=2),
+        unstructured=UnstructuredSettings(finetune=finetune(2), rounds=2),
         selection=SelectionSettings(
             data=DataSettings(train_per_class=100, val_per_class=50, batch_size=64),
-            finetune=_finetune(1),
-            sparse_train=_finetune(1, lr=0.02),
+            schedule=ChannelSchedule(
+                step_finetune=finetune(1), final_finetune=finetune(1), sparse_train=finetune(1)
+            ),
             importances=ALL_IMPORTANCES,
             pruners=ALL_PRUNERS,
+            seeds=3,
+            finalists=2,
         ),
         structured=StructuredSettings(
-            finetune=_finetune(1, lr=0.02), sparse_train=_finetune(1, lr=0.02), hessian_samples=32
+            schedule=ChannelSchedule(
+                step_finetune=finetune(1),
+                final_finetune=finetune(2, lr=0.02),
+                sparse_train=finetune(1, lr=0.02),
+            ),
+            hessian_samples=32,
         ),
-        latency_repeats=5,
-        latency_warmup=2,
+        latency=LatencySettings(protocol={1: (10, 5), 64: (4, 1)}, warmup=2, alignment_rounds=10),
+        estimate_min={"all sections (1,000 training images)": 6.0},
     ),
     "full": PruningSettings(
         data=DataSettings(),
-        unstructured=UnstructuredSettings(finetune=_finetune(3), rounds=3),
+        unstructured=UnstructuredSettings(finetune=finetune(3), rounds=3),
         selection=SelectionSettings(
             data=DataSettings(train_per_class=1000),
-            finetune=_finetune(1),
-            sparse_train=_finetune(2, lr=0.02),
+            schedule=ChannelSchedule(
+                step_finetune=finetune(1),
+                final_finetune=finetune(3),
+                sparse_train=finetune(1, lr=0.02),
+            ),
             importances=ALL_IMPORTANCES,
             pruners=ALL_PRUNERS,
         ),
         structured=StructuredSettings(
-            finetune=_finetune(4, lr=0.02), sparse_train=_finetune(2, lr=0.02)
+            schedule=ChannelSchedule(
+                step_finetune=finetune(2),
+                final_finetune=finetune(15, lr=0.02),
+                sparse_train=finetune(1, lr=0.02),
+            )
         ),
-        latency_repeats=100,
-        latency_warmup=10,
+        latency=LatencySettings(
+            protocol={1: (100, 10), 64: (30, 2)}, warmup=10, alignment_rounds=200
+        ),
+        estimate_min=FULL_ESTIMATE_MIN,
     ),
 }
-
-FULL_MINUTES = {
-    "baseline, and layer-wise vs global without fine-tuning (14 validations)": 1.5,
-    "one-shot sweep: 7 x (3 epochs + measurements)": 16.0,
-    "iterative sweep: 7 x (3 rounds of 1 epoch + measurements)": 15.5,
-    "storage and latency of the unstructured models": 0.5,
-    "importance comparison: 9 x 5 steps of 1 epoch on 10,000 images": 5.0,
-    "pruner comparison: 4-5 x (2 + 5) epochs on 10,000 images": 4.0,
-    "gradual channel pruning: 5 steps x 4 epochs (+1.5 min if sparsity training)": 9.5,
-}
-"""Estimated minutes per section of the full profile (about 52 in all), from timings on the
-idle 2-core CPU: an epoch of 45,000 images takes about 39 s for the dense (or masked) model
-and 12 s at 50 % of the channels; one test-set evaluation 7 s; one latency measurement
-(4 settings x 110 runs) 7 s. Other CPU-heavy jobs on the machine slow PyTorch's two-thread
-kernels several-fold: run the full profile on an otherwise idle machine."""
 
 
 def pruning_settings(profile: str) -> PruningSettings:

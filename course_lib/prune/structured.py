@@ -28,6 +28,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from ..train import TrainConfig, make_optimizer, make_scheduler
 from .unstructured import check_ratio
 
 IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
@@ -49,13 +50,42 @@ IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
 GRADIENT_IMPORTANCES = ("taylor", "hessian")
 """Importances that read ``.grad``: :func:`estimate_gradients` must run before each step."""
 
+
+class GroupNormPruner(tp.pruner.GroupNormPruner):
+    """DepGraph's group-norm sparsity (Fang et al., 2023), whatever importance ranks the
+    channels.
+
+    torch-pruning 1.6 weighs each group's penalty by ``sqrt(importance)`` of the *ranking*
+    importance. For ``hessian`` (``w**2 * grad`` on the current gradients) that is negative
+    for some channels, the square root is NaN, and the group is silently skipped: the
+    "regularized" pruner then trains exactly like the plain one. The penalty belongs to the
+    group's weights, not to the ranking, so here it always uses the L2 norm of the group
+    (mean of each member's sum of squares, then the square root), as DepGraph defines it.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.norm_importance = tp.importance.GroupMagnitudeImportance(p=2, normalizer=None)
+
+    def regularize(self, model: nn.Module, alpha: float = 2**4, bias: bool = False) -> None:
+        ranking, self.importance = self.importance, self.norm_importance
+        try:
+            super().regularize(model, alpha=alpha, bias=bias)
+        finally:
+            self.importance = ranking
+
+
 PRUNERS: dict[str, type[tp.pruner.BasePruner]] = {
     "plain": tp.pruner.BasePruner,
     "bn_scale": tp.pruner.BNScalePruner,
-    "group_norm": tp.pruner.GroupNormPruner,
+    "group_norm": GroupNormPruner,
 }
-"""``plain`` prunes by importance only; ``bn_scale`` (network slimming: L1 penalty on the
-BatchNorm scales) and ``group_norm`` (DepGraph's group-norm sparsity) also regularize."""
+"""``plain`` prunes by importance only; ``bn_scale`` (network slimming, Liu et al. 2017: an
+L1 penalty on the BatchNorm scales) and ``group_norm`` (DepGraph's group-norm sparsity,
+:class:`GroupNormPruner`) also regularize during a sparsity-training phase."""
+
+REGULARIZING = ("bn_scale", "group_norm")
+"""The pruners whose ``regularize`` changes the gradients."""
 
 SUPPORTED_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -100,17 +130,22 @@ def make_pruner(
     importance: str = "l2_group",
     pruner: str = "plain",
     reg: float | None = None,
+    round_to: int | None = None,
     input_shape: tuple[int, ...] = (1, 3, 32, 32),
 ) -> tp.pruner.BasePruner:
     """A torch-pruning pruner that removes ``ratio`` of the channels of every layer (except the
     output layer) in ``steps`` equal steps. ``reg`` is the regularization strength of the
-    sparsity-training pruners (ignored by ``plain``)."""
+    sparsity-training pruners (ignored by ``plain``). ``round_to=8`` rounds every layer's
+    remaining channels *down* to a multiple of 8 (it may remove a few more than ``ratio``):
+    widths that match the CPU's vector registers run faster (see :func:`channel_widths`)."""
     ratio = check_ratio(ratio, "channel pruning ratio")
     check_supported(model)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if pruner not in PRUNERS:
         raise ValueError(f"unknown pruner {pruner!r}: use one of {', '.join(PRUNERS)}")
+    if round_to is not None and (isinstance(round_to, bool) or round_to < 1):
+        raise ValueError(f"round_to must be None or a positive channel count, got {round_to!r}")
     extra = {} if pruner == "plain" or reg is None else {"reg": reg}
     device = next(model.parameters()).device
     return PRUNERS[pruner](
@@ -120,6 +155,7 @@ def make_pruner(
         pruning_ratio=ratio,
         iterative_steps=steps,
         ignored_layers=[output_layer(model)],
+        round_to=round_to,
         **extra,
     )
 
@@ -239,6 +275,36 @@ def channel_widths(model: nn.Module) -> list[int]:
     ]
 
 
+def lr_integral(config: TrainConfig, steps: int) -> float:
+    """The sum of the learning rate over ``steps`` optimizer steps of ``config``'s schedule.
+
+    A sparsity penalty is added to the gradient, so what it does to the weights scales with
+    strength x this sum (for a fixed momentum): the "dose" of regularization."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = make_optimizer([weight], config)
+    scheduler = make_scheduler(optimizer, config, steps)
+    total = 0.0
+    for _ in range(steps):
+        total += optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+    return total
+
+
+def matched_reg(
+    reg: float, reference: tuple[TrainConfig, int], target: tuple[TrainConfig, int]
+) -> float:
+    """The strength that gives ``target`` (config, optimizer steps) the same dose of
+    regularization, strength x :func:`lr_integral`, as ``reg`` gives ``reference``.
+
+    The selection runs sparsity training on a subset (few steps); the final run on all the
+    data (several times more steps): the same strength there would shrink the network
+    several times harder than the selection that chose it."""
+    return reg * lr_integral(*reference) / lr_integral(*target)
+
+
 @dataclass(frozen=True)
 class ChannelStep:
     """One step of gradual channel pruning: target ratio, the fraction of hidden channels
@@ -268,6 +334,7 @@ def prune_channels_gradually(
     on_step: Callable[[ChannelStep, nn.Module], None] | None = None,
     evaluate_every_step: bool = True,
     hessian_samples: int = 256,
+    round_to: int | None = None,
 ) -> list[ChannelStep]:
     """Remove ``ratio`` of the channels of every layer in ``steps`` prune / fine-tune steps.
 
@@ -284,11 +351,12 @@ def prune_channels_gradually(
        the last step is evaluated;
     5. calls ``on_step(record, model)`` (e.g. to measure or keep a copy).
 
-    Changes ``model`` in place; returns one :class:`ChannelStep` per step.
+    ``round_to``: see :func:`make_pruner`. Changes ``model`` in place; returns one
+    :class:`ChannelStep` per step.
     """
     from ..measure import count_macs, count_params
 
-    channel_pruner = make_pruner(model, ratio, steps, importance, pruner, reg)
+    channel_pruner = make_pruner(model, ratio, steps, importance, pruner, reg, round_to)
     if sparse_train is not None:
         if pruner == "plain":
             sparse_train(model)

@@ -76,11 +76,6 @@ def masked_count(layer: nn.Module) -> int:
     return int((weight_mask(layer) == 0).sum())
 
 
-def is_masked(model: nn.Module) -> bool:
-    """True if any layer of ``model`` carries a pruning mask."""
-    return prune.is_pruned(model)
-
-
 def effective_weight(layer: nn.Module) -> torch.Tensor:
     """The weight the next forward pass uses: ``weight_orig * weight_mask`` when pruned."""
     if hasattr(layer, "weight_orig"):
