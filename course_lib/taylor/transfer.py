@@ -22,7 +22,8 @@ from torch import nn
 
 from .. import data
 from ..data import CLASSES, Cifar10, DataSettings, Loaders, TensorLoader
-from ..paths import CHECKPOINT_DIR
+from ..paths import CHECKPOINT_DIR, atomic_path
+from ..train import TrainConfig, evaluate, fit
 from .network import SmallVGG16, replace_head
 
 HELD_OUT = ("automobile", "truck")
@@ -107,6 +108,17 @@ def plain_copy(loader: TensorLoader, batch_size: int | None = None) -> TensorLoa
     return plain
 
 
+def source_record(path: str | Path | None = None) -> dict:
+    """What :mod:`.pretrain` recorded beside the source network (accuracies, time, machine)."""
+    import json
+
+    path = Path(path) if path else source_checkpoint()
+    record = path.with_suffix(".json")
+    if not record.exists():
+        raise CheckpointError(f"no {record.name} beside {path}: regenerate both with pretrain")
+    return json.loads(record.read_text())
+
+
 class CheckpointError(RuntimeError):
     """The source checkpoint is missing or does not hold a :class:`SmallVGG16`."""
 
@@ -147,24 +159,39 @@ class Transferred:
     test_accuracy: float
     wall_time_s: float
 
+    def as_dict(self) -> dict:
+        return {
+            "val_accuracy": self.val_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "wall_time_s": self.wall_time_s,
+        }
 
-def transfer(
+
+def transfer_network(
     source: nn.Module,
     loaders: Loaders,
-    finetune,
+    finetune: TrainConfig,
     num_classes: int = len(HELD_OUT),
     seed: int = 0,
+    cache: str | Path | None = None,
 ) -> Transferred:
     """Copy ``source``, give it a fresh ``num_classes`` head (seeded), fine-tune every layer
-    with ``finetune`` (a :class:`course_lib.train.TrainConfig`) on ``loaders.train``."""
-    from ..train import evaluate, fit
-
-    model = replace_head(copy.deepcopy(source), num_classes, seed)
-    model.to(loaders.train.device)
+    with ``finetune`` on ``loaders.train``, and score it on ``loaders.val`` and ``.test``.
+    With ``cache``, a finished transfer is saved there (weights and scores) and reused."""
+    model = replace_head(copy.deepcopy(source), num_classes, seed).to(loaders.train.device)
+    cache = Path(cache) if cache is not None else None
+    if cache is not None and cache.exists():
+        state = torch.load(cache, map_location=loaders.train.device, weights_only=True)
+        model.load_state_dict(state["model"])
+        return Transferred(model, **state["scores"])
     history = fit(model, loaders.train, finetune, seed=seed, progress=False)
-    return Transferred(
+    result = Transferred(
         model=model,
         val_accuracy=evaluate(model, loaders.val)[1],
         test_accuracy=evaluate(model, loaders.test)[1],
         wall_time_s=history.wall_time_s,
     )
+    if cache is not None:
+        with atomic_path(cache) as tmp:
+            torch.save({"model": model.state_dict(), "scores": result.as_dict()}, tmp)
+    return result
