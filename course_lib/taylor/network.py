@@ -23,7 +23,7 @@ class SmallVGG16(nn.Module):
     """VGG16's 13 conv layers at ``VGG16_WIDTHS // width_divisor`` filters, conv-BN-ReLU,
     max-pools after blocks 1-4, and a ``hidden``-unit three-layer classifier.
 
-    With the defaults, 32x32 inputs and 8 classes: 1.12 M parameters, 20.4 M MACs.
+    With the defaults, 32x32 inputs and 8 classes: 1.12 M parameters, 20.1 M MACs.
     """
 
     def __init__(
