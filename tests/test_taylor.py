@@ -233,7 +233,7 @@ def run_loop(model, budget, checkpoint=None, finetune=None, criterion_name="tayl
         finetune,
         None,
         budget,
-        filters_per_round=kwargs.pop("per_round", 12),
+        filters_per_round=kwargs.pop("per_round", 24),
         seed=kwargs.pop("seed", 0),
         checkpoint=checkpoint,
         progress=False,
@@ -248,7 +248,7 @@ def test_loop_stops_at_the_first_round_within_budget(measure):
     assert kept[-1] <= 0.4 < kept[-2], kept
     assert all(a > b for a, b in zip(kept, kept[1:], strict=False)), "every round removes"
     widths = [sum(r.widths) for r in run.rounds]
-    assert all(a - b == 12 for a, b in zip(widths, widths[1:], strict=False))
+    assert all(a - b == 24 for a, b in zip(widths, widths[1:], strict=False))
     assert "budget met" in run.stopped and run.rounds[0].round == 0
 
 
@@ -269,7 +269,7 @@ class Interrupted(RuntimeError):
 
 
 def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
-    budget = Budget(0.3)
+    budget = Budget(0.5)
     whole = tiny_vgg()
     expected = run_loop(whole, budget, finetune=finetune_for_tests())
     assert expected.last.round >= 3

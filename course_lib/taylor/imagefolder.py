@@ -165,9 +165,9 @@ def vgg16_transfer(
     a path reads a saved copy of them, ``None`` leaves the network untrained (for tests)."""
     from torchvision.models import VGG16_Weights, vgg16
 
+    state = None if weights is None else _imagenet_state(weights, VGG16_Weights.IMAGENET1K_V1)
     model = vgg16(weights=None)
-    if weights is not None:
-        state = _imagenet_state(weights, VGG16_Weights.IMAGENET1K_V1)
+    if state is not None:
         try:
             model.load_state_dict(state)
         except RuntimeError as error:
