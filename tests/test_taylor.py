@@ -12,6 +12,7 @@ from torch import nn
 
 from course_lib.data import TensorLoader
 from course_lib.taylor import criterion, imagefolder, loop, network, transfer
+from course_lib.taylor import summary as taylor_summary
 from course_lib.taylor.criterion import score_filters
 from course_lib.taylor.loop import Budget, prune_iteratively
 from course_lib.train import TrainConfig, evaluate
@@ -465,3 +466,102 @@ def test_missing_imagenet_weights_are_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)
     with pytest.raises(imagefolder.WeightsUnavailable, match="could not download .* pass its path"):
         imagefolder.vgg16_transfer(2, weights="imagenet")
+
+
+# --- the first-order check, tables and figures ----------------------------------------------
+
+
+def test_first_order_check_matches_the_criterion_and_a_direct_measurement():
+    model = with_random_batchnorm(tiny_vgg())
+    data = batches((6,))
+    check = criterion.first_order_check(model, data, "features.7", filters=5)
+    scores = criterion.taylor_scores(model, data)["features.7"][:5]
+    _, _, h, w = model.features[:9](data[0][0]).shape
+    torch.testing.assert_close(torch.tensor(check["estimated"]).abs() / (6 * h * w), scores)
+    x, y = data[0]
+    model.eval()
+    with torch.no_grad():
+        base = nn.functional.cross_entropy(model(x), y).item()
+        maps = model.features[:10](x).clone()
+        maps[:, 2] = 0
+        zeroed = nn.functional.cross_entropy(model.classifier(model.features[10:](maps)), y).item()
+    assert check["actual"][2] == pytest.approx(zeroed - base, abs=1e-6)
+    with pytest.raises(ValueError, match="no conv layer 'features.8'"):
+        criterion.first_order_check(model, data, "features.8")
+
+
+def tiny_metrics() -> dict:
+    """A metrics dict of the chapter's layout, from two tiny runs (accuracies made up)."""
+    runs = {}
+    for name in ("taylor", "random"):
+        evaluate = iter([0.9, 0.8, 0.85, 0.7, 0.8, 0.6, 0.75, 0.5, 0.7] * 3).__next__
+        run = prune_iteratively(
+            tiny_vgg(),
+            name,
+            batches(),
+            None,
+            lambda m, e=evaluate: e(),
+            Budget(0.6),
+            40,
+            progress=False,
+        )
+        runs[name] = {"0": run.as_dict()}
+    metrics = {
+        "source": {
+            "classes": list(transfer.SOURCE_CLASSES),
+            "val_accuracy": 0.9,
+            "test_accuracy": 0.88,
+            "test_images": 8000,
+        },
+        "pair": list(transfer.HELD_OUT),
+        "unpruned": {"0": {"val_accuracy": 0.91, "test_accuracy": 0.9, "wall_time_s": 1.0}},
+        "criteria": runs,
+        "test_images": 2000,
+        "first_order": {
+            "layer": "features.7",
+            "estimated": [0.1, -0.2, 0.3],
+            "actual": [0.2, -0.1, 0.5],
+        },
+    }
+    metrics |= taylor_summary.headline_metrics(metrics, 0, 2000)
+    metrics["deployment"] = {
+        "latency_ms": {
+            n: {"median_ms": v, "low_ms": v * 0.9, "high_ms": v * 1.1}
+            for n, v in (("unpruned", 1.0), ("pruned", 0.4))
+        },
+        "speedup": {"pruned": {"median": 2.5, "interval": [2.2, 2.8]}},
+        "models": {
+            n: {"params": 10, "macs": 20, "torch_bytes": 30, "onnx_bytes": 40}
+            for n in ("unpruned", "pruned")
+        },
+        "baseline": "unpruned",
+    }
+    return json.loads(json.dumps(metrics))
+
+
+def test_tables_and_figures_draw_any_metrics():
+    import matplotlib.pyplot as plt
+
+    from course_lib.taylor import plots
+
+    m = tiny_metrics()
+    assert m["params_removed_fraction"] >= 0.4 and len(m["layer_widths"]["after"]) == 13
+    assert m["accuracy_drop_points"] == pytest.approx(100 * (0.9 - m["pruned_test_accuracy"]))
+    for table in (
+        taylor_summary.transfer_table(m),
+        taylor_summary.rounds_table(m["criteria"]["taylor"]["0"]),
+        taylor_summary.criteria_table(m),
+        taylor_summary.widths_table(m),
+        taylor_summary.error_bars(m),
+        taylor_summary.deployment_table(m),
+        taylor_summary.targets_table(m, "test"),
+        taylor_summary.conclusion(m),
+        taylor_summary.widths_observation(m),
+        taylor_summary.first_order_summary(m["first_order"]),
+    ):
+        assert table.data.strip()
+    assert "3.39" in taylor_summary.error_bars(m).data, "92 % on 64 images: 3.39 points"
+    assert "2.50x (2.20-2.80)" in taylor_summary.deployment_table(m).data
+    for fig in (plots.criteria(m), plots.layer_widths(m), plots.first_order(m["first_order"])):
+        assert fig.axes
+        plt.close(fig)

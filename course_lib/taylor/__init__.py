@@ -29,6 +29,7 @@ from .transfer import (
     class_loaders,
     load_source,
     plain_copy,
+    source_record,
     transfer_network,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "remove_filters",
     "score_filters",
     "settings",
+    "source_record",
     "summary",
     "taylor_scores",
     "transfer_network",
