@@ -6,6 +6,7 @@ tests call the same functions with the same constants, so a tolerance is changed
 - :mod:`.checks`: :class:`CheckFailed` and the accuracy band every assignment shares;
 - :mod:`.pruning`: the pruning assignment's settings and checks;
 - :mod:`.nas`: the NAS assignment's settings and checks;
+- :mod:`.taylor`: the Taylor-pruning assignment's settings and checks;
 - :mod:`.pipeline`: check the submissions, autograde, feedback, export (``course grade``).
 
 Instructors: ``course grade run <assignment>`` (or ``python -m course_lib.grading run
@@ -63,6 +64,18 @@ from .pruning import (
     sparsity,
     zero_count,
 )
+from .taylor import (
+    TAYLOR_HOMEWORK,
+    TAYLOR_MIN_ACCURACY,
+    TaylorHomework,
+    check_normalization,
+    check_prune_round,
+    check_taylor_criterion,
+    fixed_batches,
+    homework_network,
+    other_network,
+    taylor_homework,
+)
 
 __all__ = [
     "MAX_DROP",
@@ -71,10 +84,13 @@ __all__ = [
     "NAS_MIN_ACCURACY",
     "PRUNING_HOMEWORK",
     "SPARSITY_COUNT_TOLERANCE",
+    "TAYLOR_HOMEWORK",
+    "TAYLOR_MIN_ACCURACY",
     "BadSubmission",
     "CheckFailed",
     "NasHomework",
     "PruningHomework",
+    "TaylorHomework",
     "accuracy_floor",
     "add_arguments",
     "check_accuracy",
@@ -84,6 +100,7 @@ __all__ = [
     "check_derived",
     "check_magnitude_criterion",
     "check_mixed_op",
+    "check_normalization",
     "check_ops_loss",
     "check_sync_loss",
     "check_sync_point",
@@ -91,18 +108,23 @@ __all__ = [
     "check_schedule",
     "check_sparse_training",
     "check_sparsity",
+    "check_prune_round",
     "check_steps",
     "check_structured",
     "check_submissions",
+    "check_taylor_criterion",
     "course_root",
     "expected_structured",
     "fine_tune",
+    "fixed_batches",
     "grade",
+    "homework_network",
     "layer_shapes",
     "main",
     "nas_homework",
     "nbgrader",
     "notebook_problem",
+    "other_network",
     "prunable_weights",
     "pruned_channels",
     "pruning_homework",
@@ -110,5 +132,6 @@ __all__ = [
     "run_command",
     "sgd_finetune",
     "sparsity",
+    "taylor_homework",
     "zero_count",
 ]

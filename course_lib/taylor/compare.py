@@ -1,0 +1,91 @@
+"""The comparison of the original paper, on one network and one budget: every criterion
+prunes the same transferred network with the same loop, for every seed.
+
+Each seed has its own transferred network (its own head initialization and shuffles;
+the 626 training images are the same), and every criterion prunes a copy of it to the
+budget. Test accuracy is recorded after every round, right after the removal and
+after fine-tuning (reporting only: the loop decides nothing from it). With a ``cache``
+folder every finished round is kept, so an interrupted run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import Loaders
+from ..train import evaluate
+from .loop import PruneRun, finetune_rounds, prune_iteratively
+from .settings import TaylorSettings
+from .transfer import Transferred, plain_copy
+
+
+@dataclass
+class Comparison:
+    """The unpruned network of every seed, every (criterion, seed) run, and the pruned
+    networks (kept in memory only: ``pruned[criterion][seed]``)."""
+
+    unpruned: dict[int, Transferred]
+    runs: dict[str, dict[int, PruneRun]]
+    pruned: dict[str, dict[int, nn.Module]]
+
+    def as_dict(self) -> dict:
+        """JSON-ready: ``{"unpruned": {seed: scores}, "criteria": {criterion: {seed: run}}}``
+        (seeds as strings)."""
+        return {
+            "unpruned": {str(s): t.as_dict() for s, t in self.unpruned.items()},
+            "criteria": {
+                c: {str(s): run.as_dict() for s, run in by_seed.items()}
+                for c, by_seed in self.runs.items()
+            },
+        }
+
+
+def compare_criteria(
+    unpruned: dict[int, Transferred],
+    loaders: Loaders,
+    settings: TaylorSettings,
+    cache: str | Path | None = None,
+    progress: bool = True,
+) -> Comparison:
+    """Prune a copy of every seed's transferred network (``unpruned``, from
+    :func:`~.transfer.transfer_network`) with each of ``settings.criteria`` to
+    ``settings.budget`` (:func:`~.loop.prune_iteratively`), scoring the filters on the
+    training images and recording test accuracy after every round."""
+    folder = Path(cache) if cache is not None else None
+    calibration = list(plain_copy(loaders.train, batch_size=128))
+
+    def test_accuracy(model: nn.Module) -> float:
+        return evaluate(model, loaders.test)[1]
+
+    result = Comparison(
+        dict(unpruned), {c: {} for c in settings.criteria}, {c: {} for c in settings.criteria}
+    )
+    jobs = tqdm(
+        total=len(unpruned) * len(settings.criteria), desc="pruning runs", disable=not progress
+    )
+    for seed, transferred in unpruned.items():
+        for criterion in settings.criteria:
+            model = copy.deepcopy(transferred.model)
+            jobs.set_postfix(criterion=criterion, seed=seed)
+            result.runs[criterion][seed] = prune_iteratively(
+                model,
+                criterion,
+                calibration,
+                finetune_rounds(loaders.train, settings.finetune, seed),
+                test_accuracy,
+                settings.budget,
+                settings.filters_per_round,
+                seed=seed,
+                checkpoint=None if folder is None else folder / f"{criterion}_seed{seed}.pt",
+                progress=False,
+            )
+            result.pruned[criterion][seed] = model
+            jobs.update(1)
+    jobs.close()
+    return result
