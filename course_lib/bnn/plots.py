@@ -1,6 +1,7 @@
 """The chapter's figures. Those of results take the chapter's ``metrics`` dict (the layout
 saved in ``results/bnn.json``), so this run's numbers and the saved full run's are drawn by
-the same function. Accuracies are stored as fractions and drawn in percent."""
+the same function. Accuracies are stored as fractions and drawn in percent. Every function
+returns a closed ``Figure``: ``display`` it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from matplotlib.figure import Figure
 from .binarize import approx_sign_forward, sign, surrogate_curves
 from .recu import tau_schedule
 from .settings import LCE_SPEEDUP_RANGE, TARGETS
+
+
+def finish(fig: Figure) -> Figure:
+    """Lay out and close ``fig`` (the notebook displays it once, with ``display``)."""
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def surrogates(limit: float = 2.0) -> Figure:
@@ -29,8 +37,7 @@ def surrogates(limit: float = 2.0) -> Figure:
     for ax in (ax_f, ax_g):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def recu_curves(recu: dict) -> Figure:
@@ -60,8 +67,7 @@ def recu_curves(recu: dict) -> Figure:
     for ax in (ax_qe, ax_h):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def schedule(tau_start: float, tau_end: float, steps: int = 100) -> Figure:
@@ -71,8 +77,7 @@ def schedule(tau_start: float, tau_end: float, steps: int = 100) -> Figure:
     ax.plot(100 * x / steps, [tau_schedule(i, steps, tau_start, tau_end) for i in x])
     ax.set(xlabel="training progress (%)", ylabel="tau", title="eq. 28")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def training(metrics: dict) -> Figure:
@@ -84,8 +89,7 @@ def training(metrics: dict) -> Figure:
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def quantization_errors(metrics: dict) -> Figure:
@@ -107,8 +111,7 @@ def quantization_errors(metrics: dict) -> Figure:
     ax.set(ylabel="QE / mean(w^2)", title="quantization error of the trained latent weights")
     ax.grid(alpha=0.3, axis="y")
     ax.legend()
-    fig.tight_layout()
-    return fig
+    return finish(fig)
 
 
 def kernel_speedups(metrics: dict) -> Figure:
@@ -128,5 +131,4 @@ def kernel_speedups(metrics: dict) -> Figure:
     ax.set(ylabel="speed-up over float32 conv (x)", title="3x3 conv, 8x8 map, batch 1, 1 thread")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    return fig
+    return finish(fig)

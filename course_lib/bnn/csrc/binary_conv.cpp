@@ -21,7 +21,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <functional>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -230,89 +229,148 @@ ConvShape shape_of(const torch::Tensor& packed, const torch::Tensor& wt, const t
   return s;
 }
 
-// Integer dot products of one conv, (N, OH, OW, O) int32, before any scaling.
-// corrections: (kh, kw, o) int32, S[t][o] = sum_c w[o][c][t] (+-1 weights).
+// Copies n bytes; a plain loop for the short rows of narrow layers, where a call to memcpy
+// costs more than the copy.
+inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n >= 32) {
+    std::memcpy(dst, src, n);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
+// The popcounts of one conv: emit(p, acc, corr) for every output pixel p (batch-major, then
+// rows, then columns), where dot[o] = K - 2 * acc[o] - corr[o] is the integer dot product.
+// taps: (kh, kw, o) int32, S[i][j][o] = sum_c w[o][c][i][j] (+-1 weights).
+template <class Emit>
 void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torch::Tensor& taps,
-                const ConvShape& s, const std::function<void(int64_t, const int32_t*)>& emit) {
+                const ConvShape& s, Emit&& emit) {
   const uint8_t* in = packed.data_ptr<uint8_t>();
   const uint64_t* wp = reinterpret_cast<const uint64_t*>(wt.data_ptr<int64_t>());
   const int32_t* tp = taps.data_ptr<int32_t>();
-  const int64_t hp = s.h + 2 * s.pad, wpix = s.w + 2 * s.pad;
+  const int64_t wpix = s.w + 2 * s.pad, hp = s.h + 2 * s.pad;
   const int64_t row_bytes = s.kw * s.tap_bytes;
-  const int64_t k_bits = s.kh * s.kw * s.c;
-  const int64_t pixels = s.n * s.oh * s.ow;
-  // Correction vectors, one per (invalid rows, invalid cols) pattern of a border pixel.
-  auto invalid_rows = [&](int64_t oy) {
-    int64_t m = 0;
+  const int64_t plane = s.oh * s.ow, pixels = s.n * plane;
+  // Which taps of an output row / column fall on the padding (bit i: kernel row / column i).
+  std::vector<int64_t> row_mask(s.oh, 0), col_mask(s.ow, 0);
+  for (int64_t y = 0; y < s.oh; ++y)
     for (int64_t i = 0; i < s.kh; ++i) {
-      const int64_t y = oy * s.stride + i - s.pad;
-      if (y < 0 || y >= s.h) m |= 1ll << i;
+      const int64_t r = y * s.stride + i - s.pad;
+      if (r < 0 || r >= s.h) row_mask[y] |= 1ll << i;
     }
-    return m;
-  };
-  auto invalid_cols = [&](int64_t ox) {
-    int64_t m = 0;
+  for (int64_t x = 0; x < s.ow; ++x)
     for (int64_t j = 0; j < s.kw; ++j) {
-      const int64_t x = ox * s.stride + j - s.pad;
-      if (x < 0 || x >= s.w) m |= 1ll << j;
+      const int64_t c = x * s.stride + j - s.pad;
+      if (c < 0 || c >= s.w) col_mask[x] |= 1ll << j;
     }
-    return m;
-  };
-  std::vector<int64_t> row_mask(s.oh), col_mask(s.ow);
-  for (int64_t y = 0; y < s.oh; ++y) row_mask[y] = invalid_rows(y);
-  for (int64_t x = 0; x < s.ow; ++x) col_mask[x] = invalid_cols(x);
-  std::vector<std::pair<int64_t, int64_t>> patterns;
-  std::vector<int32_t> corr;  // patterns.size() x o
-  auto pattern_of = [&](int64_t rm, int64_t cm) -> const int32_t* {
-    for (size_t q = 0; q < patterns.size(); ++q)
-      if (patterns[q].first == rm && patterns[q].second == cm) return corr.data() + q * s.o;
-    return nullptr;
-  };
+  // One correction vector per distinct (rows, columns) padding pattern; pattern 0 is "none".
+  std::vector<std::pair<int64_t, int64_t>> patterns{{0, 0}};
+  std::vector<int32_t> corr(s.o, 0);
+  std::vector<int32_t> pattern_at(plane);
   for (int64_t y = 0; y < s.oh; ++y)
     for (int64_t x = 0; x < s.ow; ++x) {
-      const int64_t rm = row_mask[y], cm = col_mask[x];
-      if ((rm | cm) == 0 || pattern_of(rm, cm) != nullptr) continue;
-      patterns.emplace_back(rm, cm);
-      corr.resize(patterns.size() * s.o, 0);
-      int32_t* v = corr.data() + (patterns.size() - 1) * s.o;
-      for (int64_t i = 0; i < s.kh; ++i)
-        for (int64_t j = 0; j < s.kw; ++j)
-          if (((rm >> i) & 1) || ((cm >> j) & 1)) {
-            const int32_t* t = tp + (i * s.kw + j) * s.o;
-            for (int64_t o = 0; o < s.o; ++o) v[o] += t[o];
-          }
+      const std::pair<int64_t, int64_t> key{row_mask[y], col_mask[x]};
+      size_t q = 0;
+      while (q < patterns.size() && patterns[q] != key) ++q;
+      if (q == patterns.size()) {
+        patterns.push_back(key);
+        corr.resize(patterns.size() * s.o, 0);
+        int32_t* v = corr.data() + q * s.o;
+        for (int64_t i = 0; i < s.kh; ++i)
+          for (int64_t j = 0; j < s.kw; ++j)
+            if (((key.first >> i) & 1) || ((key.second >> j) & 1)) {
+              const int32_t* t = tp + (i * s.kw + j) * s.o;
+              for (int64_t o = 0; o < s.o; ++o) v[o] += t[o];
+            }
+      }
+      pattern_at[y * s.ow + x] = static_cast<int32_t>(q);
     }
   const int64_t block = 16;  // output pixels per task: the patch buffer stays in L1
   at::parallel_for(0, (pixels + block - 1) / block, 1, [&](int64_t begin, int64_t end) {
-    std::vector<uint64_t> patch(block * s.k_words);
+    std::vector<uint64_t> patch(block * s.k_words, 0);
     std::vector<int32_t> acc(block * s.o_pad);
-    std::vector<int32_t> dot(s.o);
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t p0 = blk * block, count = std::min(block, pixels - p0);
-      std::fill(patch.begin(), patch.end(), 0);
+      int64_t b = p0 / plane, oy = (p0 % plane) / s.ow, ox = p0 % s.ow;
       for (int64_t q = 0; q < count; ++q) {
-        const int64_t p = p0 + q, b = p / (s.oh * s.ow), oy = (p / s.ow) % s.oh, ox = p % s.ow;
         uint8_t* dst = reinterpret_cast<uint8_t*>(patch.data() + q * s.k_words);
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const uint8_t* src =
-              in + ((b * hp + oy * s.stride + i) * wpix + ox * s.stride) * s.tap_bytes;
-          std::memcpy(dst + i * row_bytes, src, row_bytes);
+        const uint8_t* src = in + ((b * hp + oy * s.stride) * wpix + ox * s.stride) * s.tap_bytes;
+        for (int64_t i = 0; i < s.kh; ++i)
+          copy_bytes(dst + i * row_bytes, src + i * wpix * s.tap_bytes, row_bytes);
+        if (++ox == s.ow) {
+          ox = 0;
+          if (++oy == s.oh) {
+            oy = 0;
+            ++b;
+          }
         }
       }
       popcount_gemm(patch.data(), wp, count, s.k_words, s.o_pad, acc.data());
       for (int64_t q = 0; q < count; ++q) {
-        const int64_t p = p0 + q, oy = (p / s.ow) % s.oh, ox = p % s.ow;
-        const int32_t* c = ((row_mask[oy] | col_mask[ox]) == 0)
-                               ? nullptr
-                               : pattern_of(row_mask[oy], col_mask[ox]);
-        const int32_t* a = acc.data() + q * s.o_pad;
-        for (int64_t o = 0; o < s.o; ++o)
-          dot[o] = static_cast<int32_t>(k_bits) - 2 * a[o] - (c ? c[o] : 0);
-        emit(p, dot.data());
+        const int64_t p = p0 + q;
+        emit(p, acc.data() + q * s.o_pad, corr.data() + pattern_at[p % plane] * s.o);
       }
     }
   });
 }
+
+// --- the epilogue: act(dot * scale + bias [+ residual]) --------------------------------------
+// Every operation rounds once, in this order, in both versions (and in the PyTorch path).
+
+struct Epilogue {
+  int32_t k_bits;
+  const float* scale;
+  const float* bias;
+  const float* slope;
+  int64_t act;
+  int64_t o;
+};
+
+inline float epilogue_one(const Epilogue& e, int32_t dot, int64_t o, float residual, bool has_res) {
+  float y = static_cast<float>(dot) * e.scale[o];
+  y = y + e.bias[o];
+  if (has_res) y = y + residual;
+  if (e.act == kHardtanh) {
+    y = y < -1.0f ? -1.0f : (y > 1.0f ? 1.0f : y);
+  } else if (e.act == kPrelu) {
+    y = y > 0.0f ? y : e.slope[o] * y;
+  }
+  return y;
+}
+
+void epilogue_portable(const Epilogue& e, const int32_t* acc, const int32_t* corr,
+                       const float* res, float* dst) {
+  for (int64_t o = 0; o < e.o; ++o)
+    dst[o] = epilogue_one(e, e.k_bits - 2 * acc[o] - corr[o], o, res ? res[o] : 0.0f, res != nullptr);
+}
+
+#if COURSE_X86
+__attribute__((target("avx512f")))
+void epilogue_avx512(const Epilogue& e, const int32_t* acc, const int32_t* corr, const float* res,
+                     float* dst) {
+  const __m512i k = _mm512_set1_epi32(e.k_bits);
+  const __m512 lo = _mm512_set1_ps(-1.0f), hi = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  int64_t o = 0;
+  for (; o + 16 <= e.o; o += 16) {
+    const __m512i a = _mm512_loadu_si512(acc + o), c = _mm512_loadu_si512(corr + o);
+    const __m512i dot = _mm512_sub_epi32(_mm512_sub_epi32(k, _mm512_slli_epi32(a, 1)), c);
+    __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_loadu_ps(e.scale + o));
+    y = _mm512_add_ps(y, _mm512_loadu_ps(e.bias + o));
+    if (res) y = _mm512_add_ps(y, _mm512_loadu_ps(res + o));
+    if (e.act == kHardtanh) {
+      // y < -1 ? -1 : (y > 1 ? 1 : y), keeping -0.0 as the scalar code does
+      y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, hi, _CMP_GT_OQ), y, hi);
+      y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, lo, _CMP_LT_OQ), y, lo);
+    } else if (e.act == kPrelu) {
+      const __m512 scaled = _mm512_mul_ps(y, _mm512_loadu_ps(e.slope + o));
+      y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ), scaled, y);
+    }
+    _mm512_storeu_ps(dst + o, y);
+  }
+  for (; o < e.o; ++o)
+    dst[o] = epilogue_one(e, e.k_bits - 2 * acc[o] - corr[o], o, res ? res[o] : 0.0f, res != nullptr);
+}
+#endif
 
 void check_layer(const torch::Tensor& wt, const torch::Tensor& taps) {
   TORCH_CHECK(wt.dim() == 2 && wt.scalar_type() == torch::kInt64 && wt.is_contiguous(),
@@ -330,8 +388,9 @@ torch::Tensor conv_dot(torch::Tensor packed, int64_t h, int64_t w, int64_t c, to
   const ConvShape s = shape_of(packed, wt, taps, h, w, c, stride, pad);
   auto out = torch::empty({s.n, s.oh, s.ow, s.o}, torch::kInt32);
   int32_t* op = out.data_ptr<int32_t>();
-  binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* dot) {
-    std::memcpy(op + p * s.o, dot, s.o * sizeof(int32_t));
+  const int32_t k_bits = static_cast<int32_t>(s.kh * s.kw * s.c);
+  binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* acc, const int32_t* corr) {
+    for (int64_t o = 0; o < s.o; ++o) op[p * s.o + o] = k_bits - 2 * acc[o] - corr[o];
   });
   return out;
 }
@@ -363,20 +422,17 @@ torch::Tensor conv_fused(torch::Tensor x, torch::Tensor threshold, torch::Tensor
   const float* sp = scale.data_ptr<float>();
   const float* bp = bias.data_ptr<float>();
   const float* lp = act == kPrelu ? slope.data_ptr<float>() : nullptr;
-  binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* dot) {
-    float* dst = op + p * s.o;
-    const float* r = rp ? rp + p * s.o : nullptr;
-    for (int64_t o = 0; o < s.o; ++o) {
-      float y = static_cast<float>(dot[o]) * sp[o];
-      y = y + bp[o];
-      if (r) y = y + r[o];
-      if (act == kHardtanh) {
-        y = y < -1.0f ? -1.0f : (y > 1.0f ? 1.0f : y);
-      } else if (act == kPrelu) {
-        y = y > 0.0f ? y : lp[o] * y;
-      }
-      dst[o] = y;
-    }
+  const Epilogue e{static_cast<int32_t>(s.kh * s.kw * s.c), sp, bp, lp, act, s.o};
+#if COURSE_X86
+  if (use_avx512()) {
+    binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* acc, const int32_t* corr) {
+      epilogue_avx512(e, acc, corr, rp ? rp + p * s.o : nullptr, op + p * s.o);
+    });
+    return out;
+  }
+#endif
+  binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* acc, const int32_t* corr) {
+    epilogue_portable(e, acc, corr, rp ? rp + p * s.o : nullptr, op + p * s.o);
   });
   return out;
 }
