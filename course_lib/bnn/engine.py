@@ -7,8 +7,12 @@
 - one :class:`~.kernel.PackedConv` per binary conv, with XNOR-Net's ``alpha`` and the
   following BatchNorm **folded** into one scale and one bias per output channel
   (``BN(alpha * dot) = dot * alpha * gamma / sqrt(var + eps) + (beta - mean * gamma /
-  sqrt(var + eps))``), and the Bi-Real shortcut and the activation fused into the kernel's
-  epilogue. Activations between binary layers stay NHWC float32: the next layer packs them.
+  sqrt(var + eps))``, :func:`~.resnet.fold`), and the Bi-Real shortcut and the activation
+  fused into the kernel's epilogue. Activations between binary layers stay NHWC float32:
+  the next layer packs them.
+
+The model in eval mode computes the same folded form (:func:`~.resnet.folded`), so for the
+same NCHW input the logits agree to the bit.
 
 The file (:func:`save_packed`) is a small JSON header and the raw bytes of every tensor:
 1 bit per binary weight, float32 for everything else.
@@ -26,18 +30,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..paths import atomic_path
-from .kernel import PackedConv, kernel_path, resolve_backend
+from .kernel import ACTIVATIONS, PackedConv, kernel_path, load_kernel, resolve_backend
 from .layers import BinaryConv2d
-from .resnet import BinaryResNet, PadShortcut
+from .resnet import BinaryResNet, PadShortcut, fold
 
 MAGIC = b"CBNNPACK"
 VERSION = 1
-
-
-def bn_fold(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """(multiplier, offset) of an eval-mode BatchNorm: ``y = x * multiplier + offset``."""
-    inv = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    return inv.float(), (bn.bias.detach() - bn.running_mean * inv).float()
 
 
 def act_name(module: nn.Module) -> str:
@@ -70,15 +68,38 @@ class PackedLayer:
     @classmethod
     def from_modules(cls, conv: BinaryConv2d, bn: nn.BatchNorm2d, act: nn.Module) -> PackedLayer:
         exported = conv.export_binary()
-        multiplier, offset = bn_fold(bn)
+        scale, bias = fold(conv, bn)
         packed = PackedConv.from_signs(
             exported["sign"], exported["threshold"], conv.stride[0], conv.padding[0]
         )
         slope = act.weight.detach().float().clone() if isinstance(act, nn.PReLU) else None
-        return cls(packed, exported["alpha"] * multiplier, offset, act_name(act), slope)
+        return cls(packed, scale, bias, act_name(act), slope)
 
     def __call__(self, x: torch.Tensor, residual: torch.Tensor, backend: str) -> torch.Tensor:
+        if backend == "cpp":  # the kernel directly: the checks ran when the layer was packed
+            args = self.kernel_args()
+            return args[0](x, *args[1:6], residual, *args[6:])
         return self.conv.forward(x, self.scale, self.bias, residual, self.act, self.slope, backend)
+
+    def kernel_args(self) -> tuple:
+        """``conv_fused`` and its per-layer arguments, prepared once: at batch 1 the Python
+        work per call would otherwise cost as much as a small layer's popcounts."""
+        if getattr(self, "_args", None) is None:
+            c = self.conv
+            slope = torch.zeros(0) if self.slope is None else self.slope.float().contiguous()
+            self._args = (
+                load_kernel().conv_fused,
+                c.threshold,
+                c.words(),
+                c.taps,
+                self.scale.float().contiguous(),
+                self.bias.float().contiguous(),
+                ACTIVATIONS[self.act],
+                slope,
+                c.stride,
+                c.padding,
+            )
+        return self._args
 
 
 class PackedResNet:
@@ -200,8 +221,10 @@ class PackedResNet:
 
     @torch.no_grad()
     def head(self, h: torch.Tensor) -> torch.Tensor:
-        """Global average pooling and the full-precision classifier, NHWC -> logits."""
-        return F.linear(h.mean(dim=(1, 2)), self.tensors["head.weight"], self.tensors["head.bias"])
+        """Global average pooling and the full-precision classifier, NHWC -> logits (in
+        NCHW, as the model pools, so that the sums run in the same order)."""
+        pooled = F.adaptive_avg_pool2d(h.permute(0, 3, 1, 2).contiguous(), 1).flatten(1)
+        return F.linear(pooled, self.tensors["head.weight"], self.tensors["head.bias"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(self.stem(x)))

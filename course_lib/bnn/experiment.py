@@ -14,7 +14,7 @@ from torch import nn
 from .. import measure
 from ..data import Loaders
 from ..paths import RUNS_DIR, output_dir
-from ..train import History, evaluate, fit, predict, seed_everything
+from ..train import History, evaluate, fit, seed_everything
 from .engine import PackedResNet, save_packed
 from .kernel import PackedConv, reference_dot
 from .layers import binary_layers
@@ -121,12 +121,21 @@ def check_layers_exact(model: BinaryResNet, x: torch.Tensor, backend: str) -> di
     return {"layers": len(inputs), "values": values, "mismatches": mismatches}
 
 
+@torch.no_grad()
 def compare_logits(model: BinaryResNet, engine: PackedResNet, loaders: Loaders) -> dict:
-    """The packed network's logits against the PyTorch model's on the test images."""
-    logits, labels = predict(model, loaders.test)
-    packed = torch.cat([engine(x.contiguous()) for x, _ in loaders.test])
+    """The packed network's logits against the PyTorch model's (eval mode) on the test
+    images, both given the same NCHW tensors."""
+    model.eval()
+    logits, packed, labels = [], [], []
+    for x, y in loaders.test:
+        x = x.contiguous()
+        logits.append(model(x))
+        packed.append(engine(x))
+        labels.append(y)
+    logits, packed, labels = torch.cat(logits), torch.cat(packed), torch.cat(labels)
     return {
         "images": len(labels),
+        "identical_logits": bool(torch.equal(packed, logits)),
         "max_abs_logit_difference": float((packed - logits).abs().max()),
         "same_prediction": float((packed.argmax(1) == logits.argmax(1)).float().mean()),
         "packed_accuracy": float((packed.argmax(1) == labels).float().mean()),

@@ -23,6 +23,7 @@ words); byte packing needs 3 words (18 bytes) for the same patch.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,12 +51,18 @@ class KernelUnavailable(RuntimeError):
 def _load(verbose: bool = False):
     from torch.utils import cpp_extension
 
-    return cpp_extension.load(
-        name=EXTENSION_NAME,
-        sources=[str(SOURCE)],
-        extra_cflags=["-O3", "-ffp-contract=off"],
-        verbose=verbose,
-    )
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.DEBUG if verbose else logging.ERROR)  # "no CUDA runtime" is noise here
+    try:
+        return cpp_extension.load(
+            name=EXTENSION_NAME,
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", "-ffp-contract=off"],
+            verbose=verbose,
+        )
+    finally:
+        log.setLevel(level)
 
 
 def load_kernel(verbose: bool = False):

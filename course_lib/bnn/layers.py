@@ -110,10 +110,16 @@ class BinaryConv2d(BinaryMixin, nn.Conv2d):
         )
         self.init_binary(in_channels, scaling, b_star, input_estimator, weight_estimator, threshold)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(
-            self.binarized_input(x), self.binary_weight(), None, self.stride, self.padding
-        )
+    def forward(self, x: torch.Tensor, integer: bool = False) -> torch.Tensor:
+        """``conv(sign(x - threshold), alpha * sign(W'))``; with ``integer=True`` the integer
+        dot products ``conv(sign(x - threshold), sign(W'))`` before ``alpha`` (exact in
+        float32: sums of +-1), which is what the packed kernel computes."""
+        w = sign(self.binary_input_weight()) if integer else self.binary_weight()
+        return F.conv2d(self.binarized_input(x), w, None, self.stride, self.padding)
+
+    def dot(self, x: torch.Tensor) -> torch.Tensor:
+        """The integer dot products (see :meth:`forward`)."""
+        return self(x, integer=True)
 
 
 class BinaryLinear(BinaryMixin, nn.Linear):

@@ -15,6 +15,9 @@ changes that make a binary network trainable:
 - a per-channel activation after every addition (``act``: PReLU by default; "hardtanh" as
   in IR-Net and ReCU; or "identity").
 
+In eval mode every binary conv and its BatchNorm run folded (:func:`folded`), the form the
+packed inference engine computes.
+
 Parameter names match the twin's wherever the shapes do (``stem``, ``stages.i.conv1``,
 ``bn1``, ``conv2``, ``bn2``, ``shortcut``, ``head``), so a trained twin initializes the
 binary network with :func:`init_from`.
@@ -124,8 +127,28 @@ class BinaryBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act1(self.bn1(self.conv1(x)) + self.shortcut(x))
-        return self.act2(self.bn2(self.conv2(h)) + h)
+        if self.training:
+            h = self.act1(self.bn1(self.conv1(x)) + self.shortcut(x))
+            return self.act2(self.bn2(self.conv2(h)) + h)
+        h = self.act1(folded(self.conv1, self.bn1, x) + self.shortcut(x))
+        return self.act2(folded(self.conv2, self.bn2, h) + h)
+
+
+@torch.no_grad()
+def fold(conv: BinaryConv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """XNOR-Net's ``alpha`` and an eval-mode BatchNorm as one scale and one bias per output
+    channel: ``BN(alpha * dot) = dot * scale + bias``."""
+    alpha = conv.export_binary()["alpha"]
+    inv = bn.weight.float() / torch.sqrt(bn.running_var.float() + bn.eps)
+    return alpha * inv, bn.bias.float() - bn.running_mean.float() * inv
+
+
+def folded(conv: BinaryConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """Inference of conv + BN in the folded form, ``dot * scale + bias``: mathematically
+    conv -> BN, and exactly the float operations of the packed kernel (which uses
+    :func:`fold` too), so that the two agree to the bit."""
+    scale, bias = fold(conv, bn)
+    return conv.dot(x) * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
 
 
 class BinaryResNet(nn.Module):

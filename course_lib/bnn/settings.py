@@ -55,30 +55,36 @@ NET = BinaryNetConfig(act="hardtanh", shortcut="pad", b_star=1.0, threshold=True
 
 BNN = {
     "quick": BnnSettings(
-        data=DataSettings(train_per_class=200, val_per_class=50, test_per_class=100),
-        twin=TrainConfig(epochs=3, lr=0.1, label_smoothing=0.0),
+        data=DataSettings(
+            train_per_class=300, val_per_class=50, test_per_class=100, batch_size=128
+        ),
+        twin=TrainConfig(epochs=4, lr=0.1, label_smoothing=0.0),
         binary=BinaryTrainConfig(epochs=3, lr=2e-3, distill=1.0, warmup_epochs=0.5),
         net=NET,
         kernel_channels=(64, 256, 512),
         kernel_rounds=10,
         kernel_calls=10,
         network_rounds=10,
-        estimate_min={"total": 2.5},  # on 2 free cores, the kernel already built
+        estimate_min={"total": 4.0},  # on 2 free cores, the kernel already built
     ),
     "full": BnnSettings(
         data=DataSettings(),
-        twin=TrainConfig(epochs=15, lr=0.1, label_smoothing=0.0),
+        twin=TrainConfig(epochs=12, lr=0.1, label_smoothing=0.0),
         binary=BinaryTrainConfig(epochs=40, lr=2e-3, distill=1.0, compile=True),
         net=NET,
         kernel_channels=(64, 256, 512),
         kernel_rounds=40,
         kernel_calls=20,
         network_rounds=40,
+        # From training-step CPU times measured on the course's machine against chapter 1's
+        # BaselineCNN (whose full run took 42 s per epoch of 45,000 images on 2 free cores):
+        # the twin costs 1.67x its step, the compiled binary step with the teacher 2.05x
+        # (eager: 7.45x). Compilation takes one to two minutes.
         estimate_min={
-            "kernel build and checks": 1.0,
-            "full-precision twin (15 epochs of 45,000 images)": 16.0,
-            "binary ResNet-20 (compile + 40 epochs of 45,000 images)": 62.0,
-            "benchmarks, packing, evaluation": 4.0,
+            "kernel build, ReCU analysis": 1.0,
+            "full-precision twin (12 epochs of 45,000 images)": 15.0,
+            "binary ResNet-20 (compilation + 40 epochs, distilled)": 60.0,
+            "checks, packing, benchmarks": 4.0,
         },
     ),
 }

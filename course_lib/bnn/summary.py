@@ -134,13 +134,14 @@ def conclusion(m: dict) -> Markdown:
     gap = 100 * (m["fp_resnet20_test_accuracy"] - m["binary_resnet20_test_accuracy"])
     lines = [
         f"- **Accuracy.** After {p['binary_epochs']} epochs the binary ResNet-20 reaches "
-        f"{100 * m['binary_resnet20_test_accuracy']:.2f} %, {gap:.1f} points below its full-precision twin "
-        f"({100 * m['fp_resnet20_test_accuracy']:.2f} % after {p['twin_epochs']} epochs); the report's gap "
-        f"is {REPORT_TABLE1_RESNET20['full precision'] - REPORT_TABLE1_RESNET20['ReCU']:.1f} points after {REPORT_EPOCHS} epochs.",
+        f"{100 * m['binary_resnet20_test_accuracy']:.2f} %; its full-precision twin "
+        f"{100 * m['fp_resnet20_test_accuracy']:.2f} % after {p['twin_epochs']} epochs, a gap of {gap:.1f} points "
+        f"(the report's: {REPORT_TABLE1_RESNET20['full precision'] - REPORT_TABLE1_RESNET20['ReCU']:.1f} points "
+        f"after {REPORT_EPOCHS} epochs).",
         f"- **One layer.** At 256 channels the packed binary conv runs {ratio_text({'median': m['kernel_speedup_256'], 'interval': m['kernel_speedup_256_interval']})} "
         f"faster than PyTorch's float32 conv of the same shape.",
-        f"- **The whole network.** {m['network_speedup_b1']:.1f}x faster than the float32 twin in PyTorch "
-        f"and {n['speedup_vs_onnxruntime']['median']:.1f}x faster than in ONNX Runtime at batch 1; the full-precision "
+        f"- **The whole network.** At batch 1 the packed network runs at {m['network_speedup_b1']:.1f}x the speed "
+        f"of the float32 twin in PyTorch and {n['speedup_vs_onnxruntime']['median']:.1f}x its speed in ONNX Runtime; the full-precision "
         f"stem and head take {100 * n['full_precision_share']:.0f} % of the packed network's time.",
         f"- **Storage.** The packed file is {m['sizes']['packed_bytes']:,} bytes, "
         f"{m['packed_size_ratio']:.1f}x smaller than the float32 twin.",

@@ -37,6 +37,7 @@ namespace {
 enum Act : int64_t { kIdentity = 0, kHardtanh = 1, kPrelu = 2 };
 
 bool g_force_portable = false;
+constexpr int64_t kSlack = 8;
 
 inline int popcount64(uint64_t v) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -109,7 +110,9 @@ torch::Tensor pack_activations(torch::Tensor x, torch::Tensor threshold, int64_t
   TORCH_CHECK(threshold.numel() == c, "pack_activations: threshold has ", threshold.numel(),
               " entries, the input ", c, " channels");
   const int64_t bytes = (c + 7) / 8, hp = h + 2 * pad, wp = w + 2 * pad;
-  auto out = torch::zeros({n, hp, wp, bytes}, torch::kUInt8);
+  // 8 spare bytes after the end: the patch gather may read a word that starts in the last row.
+  auto storage = torch::zeros({n * hp * wp * bytes + kSlack}, torch::kUInt8);
+  auto out = storage.narrow(0, 0, n * hp * wp * bytes).view({n, hp, wp, bytes});
   const float* xp = x.data_ptr<float>();
   const float* tp = threshold.data_ptr<float>();
   uint8_t* op = out.data_ptr<uint8_t>();
@@ -229,14 +232,43 @@ ConvShape shape_of(const torch::Tensor& packed, const torch::Tensor& wt, const t
   return s;
 }
 
-// Copies n bytes; a plain loop for the short rows of narrow layers, where a call to memcpy
-// costs more than the copy.
+// Copies n bytes; a plain loop for short rows, where a call to memcpy costs more.
 inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
   if (n >= 32) {
     std::memcpy(dst, src, n);
     return;
   }
   for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
+// One patch: `rows` runs of `row_bytes` bytes, `stride` bytes apart, concatenated into
+// `k_words` 64-bit words (zero padded). Assembled in a register with 8-byte loads and one
+// store per word: byte stores followed by word loads would stall the GEMM. Reads up to 7
+// bytes past a run, so the source needs kSlack spare bytes after its end.
+inline void gather_patch(uint64_t* dst, const uint8_t* src, int64_t rows, int64_t row_bytes,
+                         int64_t stride, int64_t k_words) {
+  uint64_t cur = 0;
+  int64_t bits = 0, w = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* p = src + r * stride;
+    for (int64_t left = row_bytes; left > 0;) {
+      const int64_t take = left < 8 ? left : 8;
+      uint64_t v;
+      std::memcpy(&v, p, 8);
+      if (take < 8) v &= (uint64_t{1} << (8 * take)) - 1;
+      cur |= v << bits;
+      bits += 8 * take;
+      if (bits >= 64) {
+        dst[w++] = cur;
+        bits -= 64;
+        cur = bits ? v >> (8 * take - bits) : 0;
+      }
+      p += take;
+      left -= take;
+    }
+  }
+  if (bits) dst[w++] = cur;
+  while (w < k_words) dst[w++] = 0;
 }
 
 // The popcounts of one conv: emit(p, acc, corr) for every output pixel p (batch-major, then
@@ -285,18 +317,27 @@ void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torc
       }
       pattern_at[y * s.ow + x] = static_cast<int32_t>(q);
     }
-  const int64_t block = 16;  // output pixels per task: the patch buffer stays in L1
+  constexpr int64_t block = 16;  // output pixels per task: the patch buffer stays in L1
+  const int64_t spare = packed.storage().nbytes() - (packed.storage_offset() + packed.numel());
+  const bool fast_gather = spare >= kSlack;
   at::parallel_for(0, (pixels + block - 1) / block, 1, [&](int64_t begin, int64_t end) {
     std::vector<uint64_t> patch(block * s.k_words, 0);
     std::vector<int32_t> acc(block * s.o_pad);
+    int32_t pattern[block];
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t p0 = blk * block, count = std::min(block, pixels - p0);
       int64_t b = p0 / plane, oy = (p0 % plane) / s.ow, ox = p0 % s.ow;
       for (int64_t q = 0; q < count; ++q) {
-        uint8_t* dst = reinterpret_cast<uint8_t*>(patch.data() + q * s.k_words);
         const uint8_t* src = in + ((b * hp + oy * s.stride) * wpix + ox * s.stride) * s.tap_bytes;
-        for (int64_t i = 0; i < s.kh; ++i)
-          copy_bytes(dst + i * row_bytes, src + i * wpix * s.tap_bytes, row_bytes);
+        if (fast_gather) {
+          gather_patch(patch.data() + q * s.k_words, src, s.kh, row_bytes, wpix * s.tap_bytes,
+                       s.k_words);
+        } else {
+          uint8_t* dst = reinterpret_cast<uint8_t*>(patch.data() + q * s.k_words);
+          for (int64_t i = 0; i < s.kh; ++i)
+            copy_bytes(dst + i * row_bytes, src + i * wpix * s.tap_bytes, row_bytes);
+        }
+        pattern[q] = pattern_at[oy * s.ow + ox];
         if (++ox == s.ow) {
           ox = 0;
           if (++oy == s.oh) {
@@ -308,7 +349,7 @@ void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torc
       popcount_gemm(patch.data(), wp, count, s.k_words, s.o_pad, acc.data());
       for (int64_t q = 0; q < count; ++q) {
         const int64_t p = p0 + q;
-        emit(p, acc.data() + q * s.o_pad, corr.data() + pattern_at[p % plane] * s.o);
+        emit(p, acc.data() + q * s.o_pad, corr.data() + pattern[q] * s.o);
       }
     }
   });
