@@ -13,6 +13,7 @@ from torch import nn
 
 from .. import measure
 from ..data import Loaders
+from ..models import resnet20
 from ..paths import RUNS_DIR, output_dir
 from ..train import History, evaluate, fit, seed_everything
 from .engine import PackedResNet, save_packed
@@ -21,6 +22,7 @@ from .layers import binary_layers
 from .resnet import BinaryResNet, binary_resnet20, init_from
 from .scaling import layer_errors
 from .settings import BnnSettings
+from .training import fit_binary
 
 TWIN_FILE = "resnet20_fp.pt"
 BINARY_FILE = "bnn_resnet20_latent.pt"
@@ -38,8 +40,6 @@ def train_twin(
     loaders: Loaders, settings: BnnSettings, seed: int, profile: str, progress: bool = True
 ) -> tuple[nn.Module, History]:
     """The full-precision ResNet-20 (:func:`course_lib.models.resnet20`), SGD as in chapter 1."""
-    from ..models import resnet20
-
     seed_everything(seed)
     twin = resnet20()
     history = fit(
@@ -64,8 +64,6 @@ def train_binary(
     progress: bool = True,
 ) -> tuple[BinaryResNet, History]:
     """The binary ResNet-20, initialized from the trained twin and distilled from it."""
-    from .training import fit_binary
-
     seed_everything(seed)
     model = binary_resnet20(settings.net)
     init_from(model, twin)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from IPython.display import Markdown
 
+from .. import measure
 from ..report import markdown_table
+from .layers import binary_layers
 from .settings import REPORT_EPOCHS, REPORT_TABLE1_RESNET20, TARGETS
 
 
@@ -152,9 +154,6 @@ def conclusion(m: dict) -> Markdown:
 def architecture(binary, twin) -> Markdown:
     """Parameters and MACs of the binary ResNet-20 and its twin, split into the binary
     layers (1 bit per weight, XNOR/popcount) and the full-precision rest."""
-    from .. import measure
-    from .layers import binary_layers
-
     binary_names = {id(m) for m in binary_layers(binary)}
     costs = {c.name: c for c in measure.layer_costs(binary)}
     modules = dict(binary.named_modules())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -127,7 +128,25 @@ class Step:
     def __init__(self, model, teacher, config: BinaryTrainConfig, autocast: bool, device):
         self.model, self.teacher, self.config = model, teacher, config
         self.autocast, self.device = autocast, device
-        self.fn = torch.compile(self.forward_backward) if config.compile else self.forward_backward
+        self.compiled = torch.compile(self.forward_backward) if config.compile else None
+
+    def fn(self, x: torch.Tensor, y: torch.Tensor):
+        if self.compiled is None:
+            return self.forward_backward(x, y)
+        try:
+            return self.compiled(x, y)
+        except Exception as error:  # the compiler's failures come in many types
+            if not self.model.training or any(p.grad is not None for p in self.model.parameters()):
+                raise
+            warnings.warn(
+                f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                f"training continues without it, about 3-4x slower per epoch on a CPU. "
+                f"torch.compile needs a working C++ compiler.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.compiled = None
+            return self.forward_backward(x, y)
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
