@@ -7,12 +7,26 @@ tests call the same functions with the same constants, so a tolerance is changed
 - :mod:`.pruning`: the pruning assignment's settings and checks;
 - :mod:`.nas`: the NAS assignment's settings and checks;
 - :mod:`.taylor`: the Taylor-pruning assignment's settings and checks;
+- :mod:`.bnn`: the binary-network assignment's settings, checks and training;
 - :mod:`.pipeline`: check the submissions, autograde, feedback, export (``course grade``).
 
 Instructors: ``course grade run <assignment>`` (or ``python -m course_lib.grading run
 <assignment>``) does it all; see ``book/grading.md``.
 """
 
+from .bnn import (
+    BNN_HOMEWORK,
+    BNN_MIN_ACCURACY,
+    BnnHomework,
+    bnn_homework,
+    check_alpha,
+    check_binary_dot,
+    check_packing,
+    check_quantization_error,
+    check_recu,
+    check_sign_ste,
+    train_homework_network,
+)
 from .checks import CheckFailed, check_accuracy
 from .nas import (
     NAS_HOMEWORK,
@@ -78,6 +92,17 @@ from .taylor import (
 )
 
 __all__ = [
+    "BNN_HOMEWORK",
+    "BNN_MIN_ACCURACY",
+    "BnnHomework",
+    "bnn_homework",
+    "check_alpha",
+    "check_binary_dot",
+    "check_packing",
+    "check_quantization_error",
+    "check_recu",
+    "check_sign_ste",
+    "train_homework_network",
     "MAX_DROP",
     "MIN_ACCURACY",
     "NAS_HOMEWORK",

@@ -1,0 +1,317 @@
+"""Packed inference for a trained binary ResNet: what runs on the device, and its file.
+
+:class:`PackedResNet` turns a trained :class:`~.resnet.BinaryResNet` into
+
+- the full-precision stem (conv + BN + activation) and classifier, run with PyTorch ops
+  exactly as the model runs them;
+- one :class:`~.kernel.PackedConv` per binary conv, with XNOR-Net's ``alpha`` and the
+  following BatchNorm **folded** into one scale and one bias per output channel
+  (``BN(alpha * dot) = dot * alpha * gamma / sqrt(var + eps) + (beta - mean * gamma /
+  sqrt(var + eps))``, :func:`~.resnet.fold`), and the Bi-Real shortcut and the activation
+  fused into the kernel's epilogue. Activations between binary layers stay NHWC float32:
+  the next layer packs them.
+
+The model in eval mode computes the same folded form (:func:`~.resnet.folded`), so for the
+same NCHW input the logits agree to the bit.
+
+The file (:func:`save_packed`) is a small JSON header and the raw bytes of every tensor:
+1 bit per binary weight, float32 for everything else.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..paths import atomic_path
+from .kernel import ACTIVATIONS, PackedConv, kernel_path, load_kernel, resolve_backend
+from .layers import BinaryConv2d
+from .resnet import BinaryResNet, PadShortcut, fold
+
+MAGIC = b"CBNNPACK"
+VERSION = 1
+
+
+def act_name(module: nn.Module) -> str:
+    if isinstance(module, nn.PReLU):
+        return "prelu"
+    return "hardtanh" if isinstance(module, nn.Hardtanh) else "identity"
+
+
+def apply_act(
+    x: torch.Tensor, act: str, slope: torch.Tensor | None, channel_dim: int
+) -> torch.Tensor:
+    """The activation as the PyTorch model computes it (NCHW: ``channel_dim=1``)."""
+    if act == "hardtanh":
+        return F.hardtanh(x)
+    if act == "prelu":
+        return F.prelu(x, slope) if channel_dim == 1 else torch.where(x > 0, x, slope * x)
+    return x
+
+
+@dataclass
+class PackedLayer:
+    """One binary conv with its folded scale and bias, and the activation after the add."""
+
+    conv: PackedConv
+    scale: torch.Tensor
+    bias: torch.Tensor
+    act: str
+    slope: torch.Tensor | None
+
+    @classmethod
+    def from_modules(cls, conv: BinaryConv2d, bn: nn.BatchNorm2d, act: nn.Module) -> PackedLayer:
+        exported = conv.export_binary()
+        scale, bias = fold(conv, bn)
+        packed = PackedConv.from_signs(
+            exported["sign"], exported["threshold"], conv.stride[0], conv.padding[0]
+        )
+        slope = act.weight.detach().float().clone() if isinstance(act, nn.PReLU) else None
+        return cls(packed, scale, bias, act_name(act), slope)
+
+    def __call__(self, x: torch.Tensor, residual: torch.Tensor, backend: str) -> torch.Tensor:
+        if backend == "cpp":  # the kernel directly: the checks ran when the layer was packed
+            args = self.kernel_args()
+            return args[0](x, *args[1:6], residual, *args[6:])
+        return self.conv.forward(x, self.scale, self.bias, residual, self.act, self.slope, backend)
+
+    def kernel_args(self) -> tuple:
+        """``conv_fused`` and its per-layer arguments, prepared once: at batch 1 the Python
+        work per call would otherwise cost as much as a small layer's popcounts."""
+        if getattr(self, "_args", None) is None:
+            c = self.conv
+            slope = torch.zeros(0) if self.slope is None else self.slope.float().contiguous()
+            self._args = (
+                load_kernel().conv_fused,
+                c.threshold,
+                c.words(),
+                c.taps,
+                self.scale.float().contiguous(),
+                self.bias.float().contiguous(),
+                ACTIVATIONS[self.act],
+                slope,
+                c.stride,
+                c.padding,
+            )
+        return self._args
+
+
+class PackedResNet:
+    """A trained binary ResNet, packed. ``engine(images)`` -> logits, like the model in
+    eval mode. ``backend``: "auto" (C++ kernel where it builds), "cpp" or "torch"."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], meta: dict, backend: str = "auto"):
+        self.tensors, self.meta = tensors, meta
+        self.backend = resolve_backend(backend)
+        self.layers: list[PackedLayer] = []
+        for i, spec in enumerate(meta["layers"]):
+            t = lambda name, i=i: tensors[f"layers.{i}.{name}"]  # noqa: E731
+            conv = PackedConv(
+                t("bits"), t("threshold"), spec["in_channels"], spec["stride"], spec["padding"]
+            )
+            slope = tensors.get(f"layers.{i}.slope")
+            self.layers.append(PackedLayer(conv, t("scale"), t("bias"), spec["act"], slope))
+
+    # --- building ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_model(cls, model: BinaryResNet, backend: str = "auto") -> PackedResNet:
+        """Pack a trained binary ResNet (its eval-mode behaviour)."""
+        if not isinstance(model, BinaryResNet):
+            raise TypeError(f"expected a BinaryResNet, got {type(model).__name__}")
+        model = model.cpu().eval()
+        conv, bn, act = model.stem
+        tensors: dict[str, torch.Tensor] = {"stem.weight": conv.weight.detach().float()}
+        tensors.update(bn_tensors("stem.bn", bn))
+        if isinstance(act, nn.PReLU):
+            tensors["stem.slope"] = act.weight.detach().float()
+        layers, blocks = [], []
+        for b, block in enumerate(model.stages):
+            shortcut = block.shortcut
+            kind = "identity"
+            if isinstance(shortcut, PadShortcut):
+                kind = "pad"
+            elif isinstance(shortcut, nn.Sequential):
+                kind = "conv"
+                tensors[f"blocks.{b}.shortcut.weight"] = shortcut[0].weight.detach().float()
+                tensors.update(bn_tensors(f"blocks.{b}.shortcut.bn", shortcut[1]))
+            blocks.append({"shortcut": kind, "stride": block.conv1.stride[0]})
+            for c, bn_m, act_m in (
+                (block.conv1, block.bn1, block.act1),
+                (block.conv2, block.bn2, block.act2),
+            ):
+                layer = PackedLayer.from_modules(c, bn_m, act_m)
+                i = len(layers)
+                tensors[f"layers.{i}.bits"] = layer.conv.bits
+                tensors[f"layers.{i}.threshold"] = layer.conv.threshold
+                tensors[f"layers.{i}.scale"] = layer.scale
+                tensors[f"layers.{i}.bias"] = layer.bias
+                if layer.slope is not None:
+                    tensors[f"layers.{i}.slope"] = layer.slope
+                layers.append(
+                    {
+                        "in_channels": layer.conv.in_channels,
+                        "stride": layer.conv.stride,
+                        "padding": layer.conv.padding,
+                        "act": layer.act,
+                    }
+                )
+        linear = model.head[-1]
+        tensors["head.weight"] = linear.weight.detach().float()
+        tensors["head.bias"] = linear.bias.detach().float()
+        meta = {"stem_act": act_name(act), "layers": layers, "blocks": blocks}
+        return cls({k: v.contiguous() for k, v in tensors.items()}, meta, backend)
+
+    # --- running ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Full-precision stem, NCHW images -> NHWC float32 (as the model computes it)."""
+        t = self.tensors
+        y = F.conv2d(x.float(), t["stem.weight"], padding=1)
+        y = F.batch_norm(
+            y,
+            t["stem.bn.mean"],
+            t["stem.bn.var"],
+            t["stem.bn.weight"],
+            t["stem.bn.bias"],
+            False,
+            0.0,
+            float(t["stem.bn.eps"]),
+        )
+        y = apply_act(y, self.meta["stem_act"], t.get("stem.slope"), channel_dim=1)
+        return y.permute(0, 2, 3, 1).contiguous()
+
+    @torch.no_grad()
+    def body(self, h: torch.Tensor) -> torch.Tensor:
+        """The binary blocks, NHWC float32 in and out."""
+        for b, block in enumerate(self.meta["blocks"]):
+            first, second = self.layers[2 * b], self.layers[2 * b + 1]
+            h1 = first(h, self.shortcut(b, block, h, first.conv.out_channels), self.backend)
+            h = second(h1, h1, self.backend)
+        return h
+
+    def shortcut(self, b: int, block: dict, h: torch.Tensor, out_channels: int) -> torch.Tensor:
+        if block["shortcut"] == "identity":
+            return h
+        s = block["stride"]
+        if block["shortcut"] == "pad":
+            y = h[:, ::s, ::s, :]
+            return F.pad(y, (0, out_channels - h.shape[-1])).contiguous()
+        t = self.tensors
+        y = F.conv2d(h.permute(0, 3, 1, 2), t[f"blocks.{b}.shortcut.weight"], stride=s)
+        p = f"blocks.{b}.shortcut.bn"
+        y = F.batch_norm(
+            y,
+            t[f"{p}.mean"],
+            t[f"{p}.var"],
+            t[f"{p}.weight"],
+            t[f"{p}.bias"],
+            False,
+            0.0,
+            float(t[f"{p}.eps"]),
+        )
+        return y.permute(0, 2, 3, 1).contiguous()
+
+    @torch.no_grad()
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Global average pooling and the full-precision classifier, NHWC -> logits (in
+        NCHW, as the model pools, so that the sums run in the same order)."""
+        pooled = F.adaptive_avg_pool2d(h.permute(0, 3, 1, 2).contiguous(), 1).flatten(1)
+        return F.linear(pooled, self.tensors["head.weight"], self.tensors["head.bias"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.stem(x)))
+
+    def describe(self) -> str:
+        path = kernel_path() if self.backend == "cpp" else "pure PyTorch"
+        return f"packed binary ResNet ({len(self.layers)} binary convs, {path})"
+
+
+def bn_tensors(prefix: str, bn: nn.BatchNorm2d) -> dict[str, torch.Tensor]:
+    return {
+        f"{prefix}.mean": bn.running_mean.detach().float(),
+        f"{prefix}.var": bn.running_var.detach().float(),
+        f"{prefix}.weight": bn.weight.detach().float(),
+        f"{prefix}.bias": bn.bias.detach().float(),
+        f"{prefix}.eps": torch.tensor(float(bn.eps)),
+    }
+
+
+# --- the file ----------------------------------------------------------------------------------
+
+DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
+
+
+class PackedFileError(ValueError):
+    """A file that is not, or no longer, a packed binary network."""
+
+
+def save_packed(engine: PackedResNet, path: str | Path) -> int:
+    """Write ``engine`` to ``path`` (atomically); returns the file's size in bytes."""
+    entries, blobs, offset = [], [], 0
+    for name, tensor in engine.tensors.items():
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        if dtype not in DTYPES:
+            raise TypeError(f"{name}: cannot store dtype {dtype}")
+        data = tensor.contiguous().numpy().tobytes()
+        entries.append(
+            {"name": name, "dtype": dtype, "shape": list(tensor.shape), "offset": offset}
+        )
+        blobs.append(data)
+        offset += len(data)
+    header = json.dumps(
+        {"version": VERSION, "meta": engine.meta, "tensors": entries, "payload_bytes": offset},
+        separators=(",", ":"),
+    ).encode()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + struct.pack("<I", len(header)) + header)
+            for data in blobs:
+                f.write(data)
+    return Path(path).stat().st_size
+
+
+def load_packed(path: str | Path, backend: str = "auto") -> PackedResNet:
+    """Read a file written by :func:`save_packed`. Raises :class:`PackedFileError` when the
+    file is missing, of another kind, truncated or from a newer version."""
+    path = Path(path)
+    if not path.exists():
+        raise PackedFileError(f"no packed network at {path}: write one with save_packed first")
+    raw = path.read_bytes()
+    if not raw.startswith(MAGIC) or len(raw) < len(MAGIC) + 4:
+        raise PackedFileError(f"{path} is not a packed binary network (no {MAGIC!r} header)")
+    (size,) = struct.unpack("<I", raw[len(MAGIC) : len(MAGIC) + 4])
+    start = len(MAGIC) + 4
+    try:
+        header = json.loads(raw[start : start + size])
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PackedFileError(f"{path}: the header is corrupt ({error})") from error
+    if header.get("version") != VERSION:
+        raise PackedFileError(
+            f"{path}: format version {header.get('version')}, this code reads {VERSION}"
+        )
+    payload = raw[start + size :]
+    if len(payload) != header["payload_bytes"]:
+        raise PackedFileError(
+            f"{path} is truncated or padded: {len(payload)} payload bytes, expected "
+            f"{header['payload_bytes']}. Save the network again."
+        )
+    tensors = {}
+    for entry in header["tensors"]:
+        dtype = DTYPES[entry["dtype"]]
+        count = 1
+        for s in entry["shape"]:
+            count *= s
+        nbytes = count * torch.empty(0, dtype=dtype).element_size()
+        chunk = bytearray(payload[entry["offset"] : entry["offset"] + nbytes])
+        tensors[entry["name"]] = (
+            torch.frombuffer(chunk, dtype=dtype).reshape(entry["shape"]).clone()
+        )
+    return PackedResNet(tensors, header["meta"], backend)

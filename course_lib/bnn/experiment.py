@@ -1,0 +1,159 @@
+"""The chapter's experiment, one function per step, so that the notebook stays thin:
+train the full-precision twin, train the binary ResNet-20 from it, pack it, check it and
+measure what it costs. Every step takes a seed; a full run keeps resumable training states
+in ``runs/full/`` and its final weights in ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import measure
+from ..data import Loaders
+from ..models import resnet20
+from ..paths import RUNS_DIR, output_dir
+from ..train import History, evaluate, fit, seed_everything
+from .engine import PackedResNet, save_packed
+from .kernel import PackedConv, reference_dot
+from .layers import binary_layers
+from .resnet import BinaryResNet, binary_resnet20, init_from
+from .scaling import layer_errors
+from .settings import BnnSettings
+from .training import fit_binary
+
+TWIN_FILE = "resnet20_fp.pt"
+BINARY_FILE = "bnn_resnet20_latent.pt"
+PACKED_FILE = "bnn_resnet20.cbnn"
+
+
+def state_path(name: str, profile: str) -> Path:
+    """Where a run keeps its resumable training state (scratch, never committed)."""
+    folder = RUNS_DIR / profile / "bnn"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+def train_twin(
+    loaders: Loaders, settings: BnnSettings, seed: int, profile: str, progress: bool = True
+) -> tuple[nn.Module, History]:
+    """The full-precision ResNet-20 (:func:`course_lib.models.resnet20`), SGD as in chapter 1."""
+    seed_everything(seed)
+    twin = resnet20()
+    history = fit(
+        twin,
+        loaders.train,
+        settings.twin,
+        loaders.val,
+        seed=seed,
+        checkpoint=state_path(f"twin_seed{seed}.pt", profile),
+        progress=progress,
+    )
+    torch.save(twin.state_dict(), output_dir(profile) / TWIN_FILE)
+    return twin, history
+
+
+def train_binary(
+    twin: nn.Module,
+    loaders: Loaders,
+    settings: BnnSettings,
+    seed: int,
+    profile: str,
+    progress: bool = True,
+) -> tuple[BinaryResNet, History]:
+    """The binary ResNet-20, initialized from the trained twin and distilled from it."""
+    seed_everything(seed)
+    model = binary_resnet20(settings.net)
+    init_from(model, twin)
+    history = fit_binary(
+        model,
+        loaders.train,
+        settings.binary,
+        teacher=twin if settings.binary.distill > 0 else None,
+        val_loader=loaders.val,
+        seed=seed,
+        checkpoint=state_path(f"binary_seed{seed}.pt", profile),
+        progress=progress,
+    )
+    torch.save(model.state_dict(), output_dir(profile) / BINARY_FILE)
+    return model, history
+
+
+def test_accuracy(model: nn.Module, loaders: Loaders) -> float:
+    return evaluate(model, loaders.test)[1]
+
+
+def quantization_errors(model: BinaryResNet) -> dict[str, dict[str, float]]:
+    """Eq. 8 per binary layer of the trained model (with and without XNOR's alpha)."""
+    return layer_errors(model)
+
+
+def check_layers_exact(model: BinaryResNet, x: torch.Tensor, backend: str) -> dict:
+    """Feed ``x`` through the model and check every binary conv of the packed kernel
+    against the float reference (a conv of the +-1 tensors) on that conv's real input.
+    Returns the number of layers and of output values compared, and how many differ."""
+    inputs: dict[nn.Module, torch.Tensor] = {}
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o: inputs.__setitem__(m, i[0].detach()))
+        for layer in binary_layers(model)
+    ]
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    values = mismatches = 0
+    for layer, act in inputs.items():
+        exported = layer.export_binary()
+        packed = PackedConv.from_signs(
+            exported["sign"], exported["threshold"], layer.stride[0], layer.padding[0]
+        )
+        want = reference_dot(
+            act, exported["threshold"], exported["sign"], layer.stride[0], layer.padding[0]
+        )
+        got = packed.dot(act.float().permute(0, 2, 3, 1).contiguous(), backend).permute(0, 3, 1, 2)
+        values += want.numel()
+        mismatches += int((got != want).sum())
+    return {"layers": len(inputs), "values": values, "mismatches": mismatches}
+
+
+@torch.no_grad()
+def compare_logits(model: BinaryResNet, engine: PackedResNet, loaders: Loaders) -> dict:
+    """The packed network's logits against the PyTorch model's (eval mode) on the test
+    images, both given the same NCHW tensors."""
+    model.eval()
+    logits, packed, labels = [], [], []
+    for x, y in loaders.test:
+        x = x.contiguous()
+        logits.append(model(x))
+        packed.append(engine(x))
+        labels.append(y)
+    logits, packed, labels = torch.cat(logits), torch.cat(packed), torch.cat(labels)
+    return {
+        "images": len(labels),
+        "identical_logits": bool(torch.equal(packed, logits)),
+        "max_abs_logit_difference": float((packed - logits).abs().max()),
+        "same_prediction": float((packed.argmax(1) == logits.argmax(1)).float().mean()),
+        "packed_accuracy": float((packed.argmax(1) == labels).float().mean()),
+    }
+
+
+def sizes(engine: PackedResNet, twin: nn.Module, binary: BinaryResNet, path: Path) -> dict:
+    """Bytes on disk: the packed file, the float32 twin and the binary model's float32
+    latent weights (``torch.save`` of the state dicts), and the ratios."""
+    packed = save_packed(engine, path)
+    fp32 = measure.size_on_disk(twin)
+    latent = measure.size_on_disk(binary)
+    return {
+        "packed_bytes": packed,
+        "fp32_twin_bytes": fp32,
+        "fp32_latent_bytes": latent,
+        "fp32_params_bytes": 4 * measure.count_params(twin),
+        "packed_size_ratio": fp32 / packed,
+    }
+
+
+def packed_path(profile: str) -> Path:
+    return output_dir(profile) / PACKED_FILE

@@ -1,0 +1,162 @@
+"""Binary conv and linear layers with latent real weights (seed 004, eq. 3-9, 13, 24-27).
+
+The layer keeps a real ("latent") weight that the optimizer updates. Every forward pass
+turns it into the weight it computes with, in this order:
+
+1. weight standardization to the Laplace scale ``b*`` (eq. 24-27), if ``b_star`` is set;
+2. the ReCU clamp at the ``tau`` and ``1 - tau`` quantiles (eq. 13-15), while ``tau < 1``
+   (``tau`` is a buffer: :func:`set_tau` moves it along the schedule of eq. 28);
+3. ``alpha * sign(.)`` with XNOR-Net's per-output-channel ``alpha = mean |.|`` (eq. 7), or
+   plain ``sign`` with ``scaling=False``; the latent weight gets the gradient of eq. 9.
+
+The input is binarized with ``sign`` (eq. 3) and a surrogate gradient (:mod:`.binarize`),
+optionally after subtracting a learnable per-channel threshold (a free parameter at
+inference: the packed kernel compares against it instead of 0). With
+``binarize_input=False`` the layer computes with binary weights and real inputs (stage 1 of
+two-stage training).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .binarize import binarize, sign
+from .recu import recu_clamp, standardize
+from .scaling import xnor_alpha
+
+
+class BinaryMixin:
+    """What :class:`BinaryConv2d` and :class:`BinaryLinear` share (the weight pipeline)."""
+
+    weight: nn.Parameter
+    tau: torch.Tensor
+
+    def init_binary(
+        self,
+        in_features: int,
+        scaling: bool,
+        b_star: float | None,
+        input_estimator: str,
+        weight_estimator: str,
+        threshold: bool,
+    ) -> None:
+        self.scaling, self.b_star = scaling, b_star
+        self.input_estimator, self.weight_estimator = input_estimator, weight_estimator
+        self.binarize_input = True
+        self.register_buffer("tau", torch.tensor(1.0))
+        self.threshold = nn.Parameter(torch.zeros(in_features)) if threshold else None
+
+    def binary_input_weight(self) -> torch.Tensor:
+        """The real weight ``sign`` is applied to: standardized, then clamped (steps 1-2)."""
+        w = self.weight
+        if self.b_star is not None:
+            w = standardize(w, self.b_star)
+        return recu_clamp(w, self.tau)
+
+    def binary_weight(self) -> torch.Tensor:
+        """``alpha * sign(w)`` (or ``sign(w)``) with the latent weight's surrogate gradient."""
+        w = self.binary_input_weight()
+        b = binarize(w, self.weight_estimator)
+        return xnor_alpha(w) * b if self.scaling else b
+
+    def binarized_input(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.binarize_input:
+            return x
+        if self.threshold is not None:
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            x = x - self.threshold.view(shape).to(x.dtype)
+        return binarize(x, self.input_estimator)
+
+    @torch.no_grad()
+    def export_binary(self) -> dict[str, torch.Tensor]:
+        """What inference needs: ``sign`` of the weight (+-1, float32), the per-channel
+        ``alpha`` (ones without scaling) and the input threshold (zeros without one)."""
+        w = self.binary_input_weight().float()
+        alpha = xnor_alpha(w).flatten() if self.scaling else torch.ones(w.shape[0])
+        threshold = (
+            self.threshold.float().clone()
+            if self.threshold is not None
+            else torch.zeros(w.shape[1])
+        )
+        return {"sign": sign(w), "alpha": alpha, "threshold": threshold}
+
+
+class BinaryConv2d(BinaryMixin, nn.Conv2d):
+    """A 2-D convolution of ``sign(x)`` with ``alpha * sign(W)`` (no bias: BatchNorm follows).
+
+    ``input_estimator``: the surrogate gradient of the input ``sign`` ("approx" for Bi-Real's
+    ApproxSign, "ste" for the clipped identity); ``weight_estimator``: that of the weight
+    ``sign`` ("identity", eq. 9). ``b_star``: the standardization target (``None``: off).
+    ``threshold``: learn a per-input-channel threshold for the input ``sign``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        scaling: bool = True,
+        b_star: float | None = None,
+        input_estimator: str = "approx",
+        weight_estimator: str = "identity",
+        threshold: bool = False,
+    ) -> None:
+        nn.Conv2d.__init__(
+            self, in_channels, out_channels, kernel_size, stride, padding, bias=False
+        )
+        self.init_binary(in_channels, scaling, b_star, input_estimator, weight_estimator, threshold)
+
+    def forward(self, x: torch.Tensor, integer: bool = False) -> torch.Tensor:
+        """``conv(sign(x - threshold), alpha * sign(W'))``; with ``integer=True`` the integer
+        dot products ``conv(sign(x - threshold), sign(W'))`` before ``alpha`` (exact in
+        float32: sums of +-1), which is what the packed kernel computes."""
+        w = sign(self.binary_input_weight()) if integer else self.binary_weight()
+        return F.conv2d(self.binarized_input(x), w, None, self.stride, self.padding)
+
+    def dot(self, x: torch.Tensor) -> torch.Tensor:
+        """The integer dot products (see :meth:`forward`)."""
+        return self(x, integer=True)
+
+
+class BinaryLinear(BinaryMixin, nn.Linear):
+    """A linear layer of ``sign(x)`` and ``alpha * sign(W)`` (options as in
+    :class:`BinaryConv2d`). Optional bias (kept in full precision)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        scaling: bool = True,
+        b_star: float | None = None,
+        input_estimator: str = "approx",
+        weight_estimator: str = "identity",
+        threshold: bool = False,
+    ) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias=bias)
+        self.init_binary(in_features, scaling, b_star, input_estimator, weight_estimator, threshold)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.binarized_input(x), self.binary_weight(), self.bias)
+
+
+def binary_layers(model: nn.Module) -> list[BinaryMixin]:
+    """Every binary conv and linear layer of ``model``."""
+    return [m for m in model.modules() if isinstance(m, BinaryMixin)]
+
+
+def set_tau(model: nn.Module, tau: float) -> None:
+    """Set the ReCU quantile of every binary layer (``1.0``: no clamp)."""
+    for layer in binary_layers(model):
+        layer.tau.fill_(tau)
+
+
+def set_binary_inputs(model: nn.Module, enabled: bool) -> None:
+    """Binarize the inputs of every binary layer (``True``) or keep them real (stage 1 of
+    two-stage training: binary weights, real activations)."""
+    for layer in binary_layers(model):
+        layer.binarize_input = enabled

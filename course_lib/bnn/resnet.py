@@ -1,0 +1,197 @@
+"""The binary ResNet-20 (W/A = 1/1) for CIFAR-10, beside its full-precision twin.
+
+Same skeleton as :func:`course_lib.models.resnet20` (a 3x3 stem, three stages of three
+blocks with 16, 32 and 64 channels, global average pooling, one linear layer), with the
+changes that make a binary network trainable:
+
+- every 3x3 conv of the blocks is a :class:`~.layers.BinaryConv2d` (binary weights and
+  inputs); the **stem and the classifier stay in full precision** (the image and the logits
+  need more than one bit, and they hold a tiny part of the MACs);
+- Bi-Real shortcuts (Liu et al., 2018): a **real-valued shortcut around every binary conv**,
+  not every two, so the real activations reach every layer and only one ``sign`` separates
+  any two of them. Where the resolution halves, the shortcut is a full-precision 1x1
+  stride-2 conv + BN (``shortcut="conv"``, as in the twin) or parameter-free subsampling
+  with zero channels appended (``shortcut="pad"``);
+- a per-channel activation after every addition (``act``: PReLU by default; "hardtanh" as
+  in IR-Net and ReCU; or "identity").
+
+In eval mode every binary conv and its BatchNorm run folded (:func:`folded`), the form the
+packed inference engine computes.
+
+Parameter names match the twin's wherever the shapes do (``stem``, ``stages.i.conv1``,
+``bn1``, ``conv2``, ``bn2``, ``shortcut``, ``head``), so a trained twin initializes the
+binary network with :func:`init_from`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import BinaryConv2d
+
+ACTIVATIONS = ("prelu", "hardtanh", "identity")
+SHORTCUTS = ("conv", "pad")
+
+
+@dataclass(frozen=True)
+class BinaryNetConfig:
+    """The binary network's options (see the module docstring and :mod:`.layers`)."""
+
+    widths: tuple[int, int, int] = (16, 32, 64)
+    blocks_per_stage: int = 3
+    act: str = "prelu"
+    shortcut: str = "conv"
+    scaling: bool = True
+    b_star: float | None = 1.0
+    input_estimator: str = "approx"
+    threshold: bool = True
+
+    def __post_init__(self) -> None:
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"unknown act {self.act!r}: use one of {', '.join(ACTIVATIONS)}")
+        if self.shortcut not in SHORTCUTS:
+            raise ValueError(
+                f"unknown shortcut {self.shortcut!r}: use one of {', '.join(SHORTCUTS)}"
+            )
+
+
+def activation(kind: str, channels: int) -> nn.Module:
+    if kind == "prelu":
+        return nn.PReLU(channels, init=0.25)
+    return nn.Hardtanh() if kind == "hardtanh" else nn.Identity()
+
+
+class PadShortcut(nn.Module):
+    """Option A of He et al.: keep every second pixel, append zero channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.extra, self.stride = out_channels - in_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra))
+
+
+class SameFormatGrad(torch.autograd.Function):
+    """Identity whose backward returns the gradient in the input's memory format.
+
+    The gradient that global average pooling sends back is NCHW even when the network runs
+    channels-last; the residual additions then carry that format through every block, and
+    BatchNorm's and hardtanh's backward take a 4-20x slower path on mismatched formats.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        if ctx.channels_last:
+            return grad.contiguous(memory_format=torch.channels_last)
+        return grad
+
+
+class BinaryBlock(nn.Module):
+    """Two binary 3x3 convs, each with a real-valued shortcut (Bi-Real):
+    ``h = act1(bn1(conv1(x)) + shortcut(x))``, ``out = act2(bn2(conv2(h)) + h)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, cfg: BinaryNetConfig):
+        super().__init__()
+        options = {
+            "scaling": cfg.scaling,
+            "b_star": cfg.b_star,
+            "input_estimator": cfg.input_estimator,
+            "threshold": cfg.threshold,
+        }
+        self.conv1 = BinaryConv2d(in_channels, out_channels, 3, stride, 1, **options)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.act1 = activation(cfg.act, out_channels)
+        self.conv2 = BinaryConv2d(out_channels, out_channels, 3, 1, 1, **options)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.act2 = activation(cfg.act, out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = (
+                nn.Sequential(
+                    nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                    nn.BatchNorm2d(out_channels),
+                )
+                if cfg.shortcut == "conv"
+                else PadShortcut(in_channels, out_channels, stride)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            h = self.act1(self.bn1(self.conv1(x)) + self.shortcut(x))
+            return self.act2(self.bn2(self.conv2(h)) + h)
+        h = self.act1(folded(self.conv1, self.bn1, x) + self.shortcut(x))
+        return self.act2(folded(self.conv2, self.bn2, h) + h)
+
+
+@torch.no_grad()
+def fold(conv: BinaryConv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """XNOR-Net's ``alpha`` and an eval-mode BatchNorm as one scale and one bias per output
+    channel: ``BN(alpha * dot) = dot * scale + bias``."""
+    alpha = conv.export_binary()["alpha"]
+    inv = bn.weight.float() / torch.sqrt(bn.running_var.float() + bn.eps)
+    return alpha * inv, bn.bias.float() - bn.running_mean.float() * inv
+
+
+def folded(conv: BinaryConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """Inference of conv + BN in the folded form, ``dot * scale + bias``: mathematically
+    conv -> BN, and exactly the float operations of the packed kernel (which uses
+    :func:`fold` too), so that the two agree to the bit."""
+    scale, bias = fold(conv, bn)
+    return conv.dot(x) * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+
+
+class BinaryResNet(nn.Module):
+    """Full-precision stem -> binary blocks -> full-precision head."""
+
+    def __init__(self, cfg: BinaryNetConfig = BinaryNetConfig(), num_classes: int = 10) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w0 = cfg.widths[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, w0, 3, 1, 1, bias=False), nn.BatchNorm2d(w0), activation(cfg.act, w0)
+        )
+        blocks: list[nn.Module] = []
+        in_channels = w0
+        for i, width in enumerate(cfg.widths):
+            for j in range(cfg.blocks_per_stage):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(BinaryBlock(in_channels, width, stride, cfg))
+                in_channels = width
+        self.stages = nn.Sequential(*blocks)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(SameFormatGrad.apply(self.stages(self.stem(x))))
+
+
+def binary_resnet20(
+    cfg: BinaryNetConfig = BinaryNetConfig(), num_classes: int = 10
+) -> BinaryResNet:
+    """The binary ResNet-20 (18 binary 3x3 convs; stem, classifier and the two downsampling
+    shortcuts in full precision)."""
+    return BinaryResNet(cfg, num_classes)
+
+
+@torch.no_grad()
+def init_from(binary: BinaryResNet, twin: nn.Module) -> list[str]:
+    """Copy every parameter and buffer of the trained full-precision ``twin`` whose name and
+    shape match into ``binary`` (convs become its latent weights). Returns the names copied."""
+    source = twin.state_dict()
+    target = binary.state_dict()
+    copied = [k for k, v in source.items() if k in target and target[k].shape == v.shape]
+    for name in copied:
+        target[name].copy_(source[name])
+    return copied

@@ -1,0 +1,191 @@
+"""The chapter's tables and closing summary, computed from a metrics dict (any profile's,
+or the saved full-profile one)."""
+
+from __future__ import annotations
+
+from IPython.display import Markdown
+
+from .. import measure
+from ..report import markdown_table
+from .layers import binary_layers
+from .settings import REPORT_EPOCHS, REPORT_TABLE1_RESNET20, TARGETS
+
+
+def ratio_text(entry: dict) -> str:
+    low, high = entry["interval"]
+    return f"{entry['median']:.1f}x ({low:.1f}-{high:.1f})"
+
+
+def table1(m: dict) -> Markdown:
+    """The report's Table 1 (ResNet-20 on CIFAR-10) beside this run."""
+    p = m["protocol"]
+    rows = [
+        (
+            name,
+            "1/1" if name != "full precision" else "32/32",
+            f"{acc:.1f}",
+            f"{REPORT_EPOCHS} (GPU)",
+        )
+        for name, acc in REPORT_TABLE1_RESNET20.items()
+    ]
+    rows += [
+        (
+            "ours: binary (ReCU + Bi-Real + KD)",
+            "1/1",
+            f"{100 * m['binary_resnet20_test_accuracy']:.2f}",
+            f"{p['binary_epochs']} (2-core CPU)",
+        ),
+        (
+            "ours: full precision",
+            "32/32",
+            f"{100 * m['fp_resnet20_test_accuracy']:.2f}",
+            f"{p['twin_epochs']} (2-core CPU)",
+        ),
+    ]
+    return markdown_table(rows, ["ResNet-20, CIFAR-10", "W/A", "test accuracy (%)", "epochs"])
+
+
+def kernel_table(m: dict) -> Markdown:
+    rows = []
+    for e in m["kernel"].values():
+        lat = e["latency_ms"]
+        rows.append(
+            (
+                e["shape"],
+                f"{lat['float32 conv']['median_ms']:.4f}",
+                f"{lat['binary conv']['median_ms']:.4f}",
+                ratio_text(e["speedup"]),
+            )
+        )
+    return markdown_table(
+        rows, ["layer", "float32 conv (ms)", "binary conv (ms)", "speed-up (95 % interval)"]
+    )
+
+
+def network_table(m: dict) -> Markdown:
+    n = m["network"]
+    rows = [
+        (
+            name,
+            f"{lat['median_ms']:.3f}",
+            f"{lat['low_ms']:.3f}-{lat['high_ms']:.3f}",
+            lat["runtime"],
+        )
+        for name, lat in n["latency_ms"].items()
+    ]
+    return markdown_table(
+        rows, ["ResNet-20, batch 1, 1 thread", "median (ms)", "95 % interval", "runtime"]
+    )
+
+
+def size_table(m: dict) -> Markdown:
+    s = m["sizes"]
+    rows = [
+        ("float32 twin (torch.save)", s["fp32_twin_bytes"], 1.0),
+        (
+            "binary model, float32 latent weights (torch.save)",
+            s["fp32_latent_bytes"],
+            s["fp32_twin_bytes"] / s["fp32_latent_bytes"],
+        ),
+        (
+            "binary model, packed (1 bit per binary weight)",
+            s["packed_bytes"],
+            s["packed_size_ratio"],
+        ),
+    ]
+    return markdown_table(
+        [(a, f"{b:,}", f"{c:.1f}x") for a, b, c in rows],
+        ["file", "bytes", "smaller than float32 by"],
+    )
+
+
+def target_rows(m: dict) -> list[tuple]:
+    verdict = lambda ok: "met" if ok else "missed"  # noqa: E731
+    acc, k, r = m["binary_resnet20_test_accuracy"], m["kernel_speedup_256"], m["packed_size_ratio"]
+    low, high = m["kernel_speedup_256_interval"]
+    return [
+        (
+            "binary ResNet-20 test accuracy",
+            f"{100 * acc:.2f} %",
+            f">= {100 * TARGETS['binary_accuracy']:.0f} %",
+            verdict(acc >= TARGETS["binary_accuracy"]),
+        ),
+        (
+            "binary conv speed-up, 256 channels",
+            f"{k:.1f}x ({low:.1f}-{high:.1f})",
+            f">= {TARGETS['kernel_speedup_256']:.0f}x",
+            verdict(k >= TARGETS["kernel_speedup_256"]),
+        ),
+        (
+            "packed size vs float32",
+            f"{r:.1f}x",
+            f">= {TARGETS['packed_size_ratio']:.0f}x",
+            verdict(r >= TARGETS["packed_size_ratio"]),
+        ),
+        ("whole network speed-up, batch 1", f"{m['network_speedup_b1']:.1f}x", "reported", ""),
+    ]
+
+
+def targets(m: dict) -> Markdown:
+    return markdown_table(target_rows(m), ["target", "measured", "required", ""])
+
+
+def conclusion(m: dict) -> Markdown:
+    """What the numbers say, in sentences formatted from them."""
+    n, p = m["network"], m["protocol"]
+    gap = 100 * (m["fp_resnet20_test_accuracy"] - m["binary_resnet20_test_accuracy"])
+    lines = [
+        f"- **Accuracy.** After {p['binary_epochs']} epochs the binary ResNet-20 reaches "
+        f"{100 * m['binary_resnet20_test_accuracy']:.2f} %; its full-precision twin "
+        f"{100 * m['fp_resnet20_test_accuracy']:.2f} % after {p['twin_epochs']} epochs, a gap of {gap:.1f} points "
+        f"(the report's: {REPORT_TABLE1_RESNET20['full precision'] - REPORT_TABLE1_RESNET20['ReCU']:.1f} points "
+        f"after {REPORT_EPOCHS} epochs).",
+        f"- **One layer.** At 256 channels the packed binary conv runs {ratio_text({'median': m['kernel_speedup_256'], 'interval': m['kernel_speedup_256_interval']})} "
+        f"faster than PyTorch's float32 conv of the same shape.",
+        f"- **The whole network.** At batch 1 the packed network runs at {m['network_speedup_b1']:.1f}x the speed "
+        f"of the float32 twin in PyTorch and {n['speedup_vs_onnxruntime']['median']:.1f}x its speed in ONNX Runtime; the full-precision "
+        f"stem and head take {100 * n['full_precision_share']:.0f} % of the packed network's time.",
+        f"- **Storage.** The packed file is {m['sizes']['packed_bytes']:,} bytes, "
+        f"{m['packed_size_ratio']:.1f}x smaller than the float32 twin.",
+    ]
+    return Markdown("\n".join(lines))
+
+
+def architecture(binary, twin) -> Markdown:
+    """Parameters and MACs of the binary ResNet-20 and its twin, split into the binary
+    layers (1 bit per weight, XNOR/popcount) and the full-precision rest."""
+    binary_names = {id(m) for m in binary_layers(binary)}
+    costs = {c.name: c for c in measure.layer_costs(binary)}
+    modules = dict(binary.named_modules())
+    bin_params = sum(c.params for n, c in costs.items() if id(modules[n]) in binary_names)
+    bin_macs = sum(c.macs for n, c in costs.items() if id(modules[n]) in binary_names)
+    total_params, total_macs = measure.count_params(binary), measure.count_macs(binary)
+    rows = [
+        ("full-precision ResNet-20", measure.count_params(twin), measure.count_macs(twin), "-"),
+        (
+            "binary ResNet-20: binary convs",
+            bin_params,
+            bin_macs,
+            f"{100 * bin_macs / total_macs:.1f} %",
+        ),
+        (
+            "binary ResNet-20: the rest (stem, head, BN)",
+            total_params - bin_params,
+            total_macs - bin_macs,
+            f"{100 * (total_macs - bin_macs) / total_macs:.1f} %",
+        ),
+    ]
+    return markdown_table(rows, ["", "parameters", "MACs per image", "share of MACs"])
+
+
+def headline(m: dict) -> dict:
+    """The issue's result keys, read off the sections' metrics."""
+    k = m["kernel"]["256"]["speedup"]
+    return {
+        "binary_resnet20_test_accuracy": m["accuracy"]["binary"],
+        "fp_resnet20_test_accuracy": m["accuracy"]["twin"],
+        "kernel_speedup_256": k["median"],
+        "kernel_speedup_256_interval": k["interval"],
+        "network_speedup_b1": m["network"]["speedup"]["binary, packed"]["median"],
+        "packed_size_ratio": m["sizes"]["packed_size_ratio"],
+    }
