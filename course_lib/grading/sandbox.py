@@ -43,6 +43,10 @@ UID_BASE = 1_800_000_000
 #: Where a kernel's working folder appears inside the sandbox.
 INSIDE_HOME = "/home/student"
 GIB = 1024**3
+#: ``COURSE_GRADING_SANDBOX=none`` switches bubblewrap off (to try the fallback).
+SWITCH_ENV = "COURSE_GRADING_SANDBOX"
+#: The resource limits the launcher sets, when the platform lets it.
+RLIMITS = ("RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_AS", "RLIMIT_NPROC")
 #: What of the system a kernel sees (read-only): programs and libraries, the loader's cache,
 #: the fonts' configuration (matplotlib), the time zone. Not the rest of /etc.
 SYSTEM_FILES = (
@@ -232,7 +236,7 @@ class Protections:
     setpriv: str | None
     root: bool
     cgroups: Cgroups | None
-    rlimits: bool
+    rlimits: tuple[str, ...]  # the resource limits a child process can set here
     problems: tuple[str, ...] = ()
 
     @property
@@ -267,22 +271,33 @@ class Protections:
             lines.append("user: NOT separated (setpriv missing): kernels run as root")
         if self.cgroups and self.cgroups.memory:
             lines.append(f"memory: {gib:.1f} GiB per kernel (cgroup v{self.cgroups.version})")
-        elif self.rlimits:
+        elif "RLIMIT_AS" in self.rlimits:
             lines.append(f"memory: {gib:.1f} GiB of address space per kernel (RLIMIT_AS)")
+        else:
+            lines.append("memory: NOT limited (no memory cgroup, RLIMIT_AS not settable)")
         processes = (
             f"cgroup v{self.cgroups.version}"
             if self.cgroups and self.cgroups.pids
             else "RLIMIT_NPROC"
-            if self.own_user
+            if self.own_user and "RLIMIT_NPROC" in self.rlimits
             else None
         )
         if processes:
             lines.append(f"processes: at most {limits.processes} per kernel ({processes})")
-        if self.rlimits:
+        cpu = (
+            f"{limits.cpu_seconds} s per kernel (RLIMIT_CPU)"
+            if "RLIMIT_CPU" in self.rlimits
+            else ""
+        )
+        cell = f"{timeout} s per cell (timeout)" if timeout else ""
+        files = (
+            f"files: {limits.file_bytes / GIB:.1f} GiB each (RLIMIT_FSIZE)"
+            if "RLIMIT_FSIZE" in self.rlimits
+            else ""
+        )
+        if cpu or cell:
             lines.append(
-                f"cpu: {limits.cpu_seconds} s per kernel (RLIMIT_CPU)"
-                + (f", {timeout} s per cell" if timeout else "")
-                + f"; files: {limits.file_bytes / GIB:.1f} GiB each (RLIMIT_FSIZE)"
+                "cpu: " + ", ".join(x for x in (cpu, cell) if x) + (f"; {files}" if files else "")
             )
         return lines
 
@@ -317,15 +332,38 @@ def detect() -> Protections:
         if problem:
             problems.append(f"bubblewrap is installed but cannot make a sandbox here: {problem}")
             bwrap = None
+    if bwrap and os.environ.get(SWITCH_ENV) == "none":
+        problems.append(f"bubblewrap is switched off ({SWITCH_ENV}=none)")
+        bwrap = None
     setpriv = shutil.which("setpriv") if root and system == "Linux" else None
     cgroups = _probe_cgroups() if root else None
-    try:
-        import resource  # noqa: F401
-
-        rlimits = True
-    except ImportError:  # Windows
-        rlimits = False
+    rlimits = _probe_rlimits()
     return Protections(system, bwrap, version, setpriv, root, cgroups, rlimits, tuple(problems))
+
+
+def _probe_rlimits() -> tuple[str, ...]:
+    """The resource limits a child process manages to set here (macOS refuses some)."""
+    probe = (
+        "import json, resource\n"
+        "ok = []\n"
+        f"for name in {list(RLIMITS)!r}:\n"
+        "    which = getattr(resource, name, None)\n"
+        "    try:\n"
+        "        soft, hard = resource.getrlimit(which)\n"
+        "        value = 1 << 40 if hard == resource.RLIM_INFINITY else hard\n"
+        "        resource.setrlimit(which, (value, value))\n"
+        "        ok.append(name)\n"
+        "    except (TypeError, ValueError, OSError):\n"
+        "        pass\n"
+        "print(json.dumps(ok))\n"
+    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30
+        )
+        return tuple(json.loads(run.stdout))
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return ()
 
 
 def _probe_bwrap(bwrap: str, root: bool) -> tuple[str | None, str | None]:
@@ -451,6 +489,7 @@ class Sandbox:
             "cgroups": self.cgroup_folders,
             "address_space": not (self.protections.cgroups and self.protections.cgroups.memory),
             "count_processes": self.uid is not None,
+            "rlimits": list(self.protections.rlimits),
             "env": None if self.protections.namespaces else self.inside_env(),
             "cwd": None if self.protections.namespaces else str(self.work),
         }
@@ -525,16 +564,17 @@ def _apply_limits(spec: dict) -> None:
     pid = str(os.getpid())
     for folder in spec["cgroups"]:
         Path(folder, "cgroup.procs").write_text(pid)
-    pairs = [
-        (resource.RLIMIT_CPU, limits.cpu_seconds),
-        (resource.RLIMIT_FSIZE, limits.file_bytes),
-        (resource.RLIMIT_NOFILE, limits.open_files),
-    ]
-    if spec["address_space"] and hasattr(resource, "RLIMIT_AS"):
-        pairs.append((resource.RLIMIT_AS, limits.memory_bytes))
-    if spec["count_processes"] and hasattr(resource, "RLIMIT_NPROC"):
-        pairs.append((resource.RLIMIT_NPROC, limits.processes))
-    for which, value in pairs:
+    values = {
+        "RLIMIT_CPU": limits.cpu_seconds,
+        "RLIMIT_FSIZE": limits.file_bytes,
+        "RLIMIT_NOFILE": limits.open_files,
+        "RLIMIT_AS": limits.memory_bytes if spec["address_space"] else None,
+        "RLIMIT_NPROC": limits.processes if spec["count_processes"] else None,
+    }
+    for name in spec["rlimits"]:
+        which, value = getattr(resource, name, None), values.get(name)
+        if which is None or value is None:
+            continue
         _, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (value, value))
