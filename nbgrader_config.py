@@ -9,16 +9,21 @@ tests make in a temporary folder) configures that one.
 
 import os
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
+    AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
     ClearOutput,
     DeduplicateIds,
     GetGrades,
+    IgnorePattern,
+    LimitOutput,
     OverwriteKernelspec,
+    SaveAutoGrades,
 )
 
+from course_lib.grading.refereed import RefereedExecute
 from course_lib.nbgrader_plugins import HideTestFrames, RestoreDeletedCells
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
@@ -29,12 +34,26 @@ c.CourseDirectory.course_id = "efficient-dl-embedded"
 
 # --- autograding ---------------------------------------------------------------------------
 # Every cell gets at most this many seconds (the quick profile needs under 30 s per cell on a
-# laptop); then the kernel is interrupted, the cell scores 0, and the notebook goes on.
+# laptop); then the kernel is interrupted (killed if it does not stop), the cell scores 0,
+# and the notebook goes on.
 c.Execute.timeout = 300
-c.Execute.interrupt_on_timeout = True
-# After a cell's reply, nbgrader waits this long for its last outputs and otherwise fails the
-# whole submission (raise_on_iopub_timeout); nbclient's 4 s is short for a loaded machine.
-c.Execute.iopub_timeout = 30
+# Student code runs in a sandbox (course_lib/grading/sandbox.py: no access to the course
+# directory, no network, bounded memory, processes, CPU time and output) and the tests run
+# in a separate clean kernel that student code cannot reach (course_lib/grading/refereed.py).
+# `course grade run` prints which protections this machine provides.
+c.RefereedExecute.memory_limit = "4G"  # per kernel (two per submission)
+c.RefereedExecute.max_restarts = 3  # a student kernel that dies is restarted, grading goes on
+c.RefereedExecute.max_output_bytes = 100_000  # kept of one output; the rest becomes a note
+c.RefereedExecute.max_notebook_output_bytes = 4_000_000
+c.Autograde.autograde_preprocessors = [
+    RefereedExecute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
 # Before running: outputs cleared, read-only cells (tests, setup) a student edited and
 # points changed in the metadata restored from the source, and grade cells a student deleted
 # put back (RestoreDeletedCells is nbgrader's OverwriteCells with add_missing_cells, fixed
@@ -46,7 +65,7 @@ c.Autograde.sanitize_preprocessors = [
     RestoreDeletedCells,
     CheckCellMetadata,
 ]
-# A runaway print loop must not make a huge feedback page.
+# A runaway print loop must not make a huge feedback page (bytes are bounded above).
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 60
 

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from course_lib import cli, grading
+from course_lib.grading import integrity
 from course_lib.grading.nas import reference_mixed_op, reference_sync_point
 from course_lib.models import BaselineCNN
 from course_lib.nas import SearchSpace, costs, decide
@@ -614,7 +615,7 @@ def test_solution_gets_full_points_and_untouched_version_zero(course):
 @pytest.mark.slow
 def test_infinite_loop_is_stopped_and_the_rest_is_graded(course):
     root = course["root"]
-    assert "Timeout waiting for execute reply" in course["log"]
+    assert re.search(r"carol: .*timeout \(1\)", course["log"]), log_tail(course)
     looping = cells_by_id(autograded(root, "carol"))["global_magnitude_prune"]
     assert "CellTimeoutError" in [o.ename for o in looping.outputs if o.output_type == "error"]
     assert cell_score(root, "carol", "test_structured_hidden") == (2.0, 2.0)
@@ -681,6 +682,21 @@ def test_csv_has_one_row_per_student_with_the_expected_scores(course):
         assert float(row["max_score"]) == AUTO_POINTS + MANUAL_POINTS
 
 
+def integrity_flags(root: Path, assignment: str) -> dict[str, set[str]]:
+    """student -> the kinds of integrity flags the run raised for them."""
+    records = integrity.records(root / "assignments" / "reports", assignment)
+    return {r["student"]: set(integrity.flags(r)) for r in records}
+
+
+@pytest.mark.slow
+def test_honest_students_are_never_flagged_and_the_loop_is_reported(course):
+    flags = integrity_flags(course["root"], ASSIGNMENT)
+    assert sorted(flags) == sorted(GRADED), log_tail(course)
+    assert flags["carol"] == {"timeout"}, flags
+    for student in ("alice", "bob", "dave"):
+        assert flags[student] == set(), (student, flags[student])
+
+
 # --- the NAS assignment through the same pipeline ----------------------------------------
 
 NAS = "nas"
@@ -719,6 +735,12 @@ def test_nas_assignment_is_graded_with_partial_credit(nas_course):
         grade = gb.find_grade("test_counts", NAS, NAS, "frank")
         assert (grade.score, grade.max_score) == (0.0, 1.0)
         assert gb.find_grade("test_derive_hidden", NAS, NAS, "frank").score == 2.0
+
+
+@pytest.mark.slow
+def test_nas_students_are_not_flagged(nas_course):
+    flags = integrity_flags(nas_course["root"], NAS)
+    assert flags == {student: set() for student in NAS_EXPECTED}, flags
 
 
 @pytest.mark.slow

@@ -8,7 +8,11 @@ tests call the same functions with the same constants, so a tolerance is changed
 - :mod:`.nas`: the NAS assignment's settings and checks;
 - :mod:`.taylor`: the Taylor-pruning assignment's settings and checks;
 - :mod:`.bnn`: the binary-network assignment's settings, checks and training;
-- :mod:`.pipeline`: check the submissions, autograde, feedback, export (``course grade``).
+- :mod:`.pipeline`: check the submissions, autograde in parallel, feedback, export
+  (``course grade``);
+- :mod:`.sandbox`, :mod:`.kernels`, :mod:`.remote`, :mod:`.plan`, :mod:`.refereed`: student
+  code in a sandbox, the tests in a separate clean kernel (nbgrader's ``Execute`` step);
+- :mod:`.integrity`: the integrity report of a grading run.
 
 Instructors: ``course grade run <assignment>`` (or ``python -m course_lib.grading run
 <assignment>``) does it all; see ``book/grading.md``.
