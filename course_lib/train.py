@@ -184,7 +184,8 @@ def fit(
             history.val_loss.append(val_loss)
             history.val_accuracy.append(val_acc)
         history.epoch_time_s.append(time.perf_counter() - start)
-        epochs.set_postfix(loss=f"{train_loss:.3f}", val_acc=history.val_accuracy[-1:] or "-")
+        last_val = f"{history.val_accuracy[-1]:.3f}" if history.val_accuracy else "-"
+        epochs.set_postfix(loss=f"{train_loss:.3f}", val_acc=last_val)
         if checkpoint is not None:
             state = {
                 "epoch": epoch + 1,
