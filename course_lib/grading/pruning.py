@@ -21,6 +21,7 @@ from ..models import BaselineCNN
 from ..prune.structured import sparsity_regularization
 from ..train import TrainConfig, fit, make_optimizer
 from .checks import CheckFailed
+from .remote import type_name
 
 # --- tolerances --------------------------------------------------------------------------
 
@@ -320,9 +321,10 @@ def check_sparse_training(structured_prune: Callable, model: nn.Module) -> None:
             "sparse_train ran on an already pruned model: sparsity training comes before "
             "the first pruner.step(), so that the regularizer shapes what is then ranked"
         )
-    if not isinstance(pruner, tp.pruner.GroupNormPruner):
+    # the pruner may have stayed in the student's kernel (it does not travel by value)
+    if type_name(pruner) != tp.pruner.GroupNormPruner.__name__:
         raise CheckFailed(
-            f"sparse_train received {type(pruner).__name__}, expected the pruner built from "
+            f"sparse_train received {type_name(pruner)}, expected the pruner built from "
             f"pruner_class (here tp.pruner.GroupNormPruner): call sparse_train(model, pruner)"
         )
     if getattr(pruner, "reg", None) != 1e-3:

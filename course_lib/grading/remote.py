@@ -637,6 +637,14 @@ class Proxy:
         )
 
 
+def type_name(value: Any) -> str:
+    """The class name of ``value``, also for an object that stayed in the other kernel (a
+    :class:`Proxy` cannot be tested with ``isinstance``: it only knows the name)."""
+    if isinstance(value, Proxy):
+        return value._handle.name
+    return type(value).__name__
+
+
 def _attach_gradient(agent: Agent, graph: int, inputs: list, output: Any) -> Any:
     import torch
 
