@@ -224,6 +224,10 @@ def double_in_place(model):
 def softmax_mix(x, logits):
     return (torch.softmax(logits, 0) * x).sum()
 
+def per_path(xs, logits):  # a list of tensors, like a sync point with one output per path
+    p = torch.softmax(logits, 0)
+    return [p[0] * x + p[1] * x.mean() for x in xs]
+
 def calls_back(model, callback):
     callback(model)
     return model
@@ -249,7 +253,8 @@ def test_calls_cross_the_link_with_in_place_changes_gradients_and_errors(tmp_pat
     try:
         agent = remote.agent()
         agent.accept(120)
-        names = ["double_in_place", "softmax_mix", "calls_back", "fails", "steal", "absent"]
+        names = ["double_in_place", "softmax_mix", "per_path", "calls_back", "fails", "steal"]
+        names.append("absent")
         values = agent.fetch_names(names)
         assert isinstance(values["absent"], remote.Missing)
         model = BaselineCNN()
@@ -259,6 +264,15 @@ def test_calls_cross_the_link_with_in_place_changes_gradients_and_errors(tmp_pat
         logits = torch.zeros(3, requires_grad=True)
         values["softmax_mix"](torch.tensor([1.0, 2.0, 3.0]), logits).backward()
         assert logits.grad is not None and logits.grad.abs().sum() > 0
+        logits = torch.tensor([0.3, -0.2], requires_grad=True)
+        xs = [torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 4.0])]
+        outputs = values["per_path"](xs, logits)
+        assert isinstance(outputs, list) and len(outputs) == 2
+        sum(o.square().sum() for o in outputs).backward()
+        expected = torch.tensor([0.3, -0.2], requires_grad=True)
+        p = torch.softmax(expected, 0)
+        sum((p[0] * x + p[1] * x.mean()).square().sum() for x in xs).backward()
+        assert torch.allclose(logits.grad, expected.grad)
         seen = []
         values["calls_back"](model, lambda m: seen.append(type(m).__name__))
         assert seen == ["BaselineCNN"]

@@ -319,7 +319,14 @@ class Codec:
 
 
 def _tensor_payload(tensor: Any, keep_grad: bool) -> Any:
+    import torch
+
     detached = tensor.detach()
+    # a view travels as its own values: not its base's whole storage, and never as an
+    # expanded tensor whose elements share memory (the receiver may write into it)
+    exact = detached.numel() * detached.element_size()
+    if not detached.is_contiguous() or detached.untyped_storage().nbytes() != exact:
+        detached = detached.clone(memory_format=torch.contiguous_format)
     if keep_grad and tensor.requires_grad and detached.is_floating_point():
         return detached.clone().requires_grad_(True)
     return detached
@@ -512,9 +519,14 @@ class Session:
         result = target(*args, **kwargs)
         same = _argument_index(result, args, kwargs)
         reply: dict = {}
-        if header.get("grad") and isinstance(result, torch.Tensor) and result.requires_grad:
-            self.graphs[len(self.graphs) + 1] = ([result], grad_inputs)
+        positions = _grad_outputs(result) if header.get("grad") else []
+        if positions:  # keep the graph: the caller's backward pass comes back here
+            outputs = (
+                [result] if isinstance(result, torch.Tensor) else [result[i] for i in positions]
+            )
+            self.graphs[len(self.graphs) + 1] = (outputs, grad_inputs)
             reply["graph"] = len(self.graphs)
+            reply["outputs"] = None if isinstance(result, torch.Tensor) else positions
         post = (
             [a if _mutable(a) else None for a in args],
             {k: v for k, v in kwargs.items() if _mutable(v)},
@@ -549,6 +561,18 @@ class Session:
         grads = self.agent.codec.loads(data)
         got = torch.autograd.grad(outputs, inputs, grads, allow_unused=True)
         return {}, self.agent.codec.dumps([None if g is None else g.detach() for g in got])
+
+
+def _grad_outputs(result: Any) -> list[int]:
+    """Where gradients can flow back through ``result``: ``[0]`` for a tensor that requires
+    grad, the positions of such tensors in a list or tuple, else ``[]``."""
+    import torch
+
+    if isinstance(result, torch.Tensor):
+        return [0] if result.requires_grad else []
+    if type(result) in (list, tuple):
+        return [i for i, r in enumerate(result) if isinstance(r, torch.Tensor) and r.requires_grad]
+    return []
 
 
 def _argument_index(result: Any, args: tuple, kwargs: dict) -> int | str | None:
@@ -645,22 +669,33 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _attach_gradient(agent: Agent, graph: int, inputs: list, output: Any) -> Any:
+def _attach_gradient(agent: Agent, graph: int, inputs: list, outputs: list) -> tuple:
+    """``outputs`` (computed in the other kernel) as tensors whose backward pass asks that
+    kernel for the gradients of ``inputs``."""
+    attached = _remote_backward().apply((agent, graph, outputs), *inputs)
+    return attached if isinstance(attached, tuple) else (attached,)
+
+
+@functools.cache
+def _remote_backward() -> type:
+    """One autograd Function for every remote call (a class made per call is only freed by
+    the cyclic garbage collector, and with it the outputs it holds: memory grows)."""
     import torch
 
     class RemoteBackward(torch.autograd.Function):
         @staticmethod
-        def forward(ctx: Any, *tensors: Any) -> Any:
-            return output.clone()
+        def forward(ctx: Any, link: tuple, *tensors: Any) -> Any:
+            agent, graph, outputs = link
+            ctx.agent, ctx.graph = agent, graph
+            return tuple(o.clone() for o in outputs)
 
         @staticmethod
-        def backward(ctx: Any, grad: Any) -> tuple:
-            grads = agent.backward(graph, [grad])
-            return tuple(
-                torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads, strict=True)
-            )
+        def backward(ctx: Any, *grads: Any) -> tuple:
+            got = ctx.agent.backward(ctx.graph, list(grads))
+            saved = ctx.needs_input_grad[1:]
+            return (None, *(g if need else None for g, need in zip(got, saved, strict=True)))
 
-    return RemoteBackward.apply(*inputs)
+    return RemoteBackward
 
 
 # --- the agent: one per kernel ----------------------------------------------------------
@@ -747,8 +782,18 @@ class Agent:
             sync_into(kwargs.get(key), source)
         if isinstance(outcome, ArgRef):
             return args[outcome.index] if isinstance(outcome.index, int) else kwargs[outcome.index]
-        if reply.get("graph") and isinstance(outcome, torch.Tensor):
-            return _attach_gradient(self, reply["graph"], [args[i] for i in grad], outcome)
+        if reply.get("graph"):
+            inputs, positions = [args[i] for i in grad], reply.get("outputs")
+            if positions is None and isinstance(outcome, torch.Tensor):
+                return _attach_gradient(self, reply["graph"], inputs, [outcome])[0]
+            if positions and type(outcome) in (list, tuple):  # e.g. one tensor per path
+                items = list(outcome)
+                attached = _attach_gradient(
+                    self, reply["graph"], inputs, [items[i] for i in positions]
+                )
+                for i, tensor in zip(positions, attached, strict=True):
+                    items[i] = tensor
+                return type(outcome)(items)
         return outcome
 
     def getattr(self, handle: Handle, name: str) -> Any:
