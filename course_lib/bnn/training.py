@@ -111,14 +111,23 @@ def distillation_loss(
     ce = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
     if teacher_logits is None or config.distill == 0.0:
         return ce
-    t = config.temperature
+    kd = kd_divergence(logits, teacher_logits, config.temperature)
+    return (1 - config.distill) * ce + config.distill * kd
+
+
+def kd_divergence(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Hinton's distillation term ``T^2 KL(softmax(teacher / T) || softmax(student / T))``,
+    averaged over the batch (0 when the two sets of logits agree)."""
+    t = temperature
     kl = F.kl_div(
-        F.log_softmax(logits / t, dim=1),
+        F.log_softmax(logits.float() / t, dim=1),
         F.log_softmax(teacher_logits.float() / t, dim=1),
         log_target=True,
         reduction="batchmean",
     )
-    return (1 - config.distill) * ce + config.distill * t * t * kl
+    return t * t * kl
 
 
 class Step:
