@@ -15,7 +15,8 @@ One concept per module:
   eq. 10-12), :mod:`.latent_bn` (latent-weight inference with two BatchNorm statistics,
   eq. 29-31), :mod:`.label_aware` (label-aware representation loss, eq. 32-35),
   :mod:`.uncertainty` (the certainty-aware sign, eq. 36-38), :mod:`.bdbnn` (kurtosis
-  regularization and weight-distribution mimicking, eq. 39-44);
+  regularization and weight-distribution mimicking, eq. 39-44); :mod:`.methods` trains
+  any of them (and plain STE, ReCU, full precision) on the binary ResNet-20;
 - :mod:`.kernel`: the packed XNOR/popcount convolution (C++ with AVX-512, or pure PyTorch);
 - :mod:`.engine`: packed inference of a whole trained network, and its file format;
 - :mod:`.benchmark`: kernel and network latency with the course's protocol;
@@ -58,6 +59,7 @@ from .kernel import (
 from .label_aware import label_aware_loss, representation_loss
 from .latent_bn import DualBatchNorm2d, LatentPathConv, set_path, use_path
 from .layers import BinaryConv2d, BinaryLinear, binary_layers, set_tau
+from .methods import METHODS, MethodOptions, MethodRun, train_method
 from .recu import (
     analysis,
     entropy_of_tau,
@@ -71,7 +73,7 @@ from .recu import (
 )
 from .resnet import BinaryNetConfig, BinaryResNet, binary_resnet20, init_from
 from .scaling import layer_errors, quantization_error, xnor_alpha
-from .settings import bnn_settings
+from .settings import bnn_settings, methods_settings
 from .training import BinaryTrainConfig, fit_binary, kd_divergence
 from .uncertainty import UncertaintyTracker, gaussian_uncertainty
 
@@ -85,6 +87,9 @@ __all__ = [
     "DataAdaptiveAmplitude",
     "DualBatchNorm2d",
     "IdentitySTE",
+    "METHODS",
+    "MethodOptions",
+    "MethodRun",
     "KernelUnavailable",
     "LatentPathConv",
     "PackedConv",
@@ -117,6 +122,7 @@ __all__ = [
     "layer_errors",
     "load_kernel",
     "load_packed",
+    "methods_settings",
     "network_benchmark",
     "packed_path",
     "paired_weights",
@@ -140,6 +146,7 @@ __all__ = [
     "tau_schedule",
     "test_accuracy",
     "train_binary",
+    "train_method",
     "train_twin",
     "use_path",
     "wdm_loss",

@@ -82,16 +82,21 @@ class LatentPathConv(nn.Module):
         self.path = "binary"
 
     def latent_conv(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.conv
-        if conv.threshold is not None:
-            x = x - conv.threshold.view(1, -1, 1, 1).to(x.dtype)
-        w = conv.binary_input_weight()
-        return F.conv2d(F.hardtanh(x), w, None, conv.stride, conv.padding)
+        return latent_conv(self.conv, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         path = check_path(self.path)
         y = self.conv(x) if path == "binary" else self.latent_conv(x)
         return self.act(self.bn(y, path))
+
+
+def latent_conv(conv: BinaryConv2d, x: torch.Tensor) -> torch.Tensor:
+    """The latent path of ``conv`` (eq. 31): ``W (*) hardtanh(x - threshold)`` with the real
+    weight the binary path takes the sign of."""
+    if conv.threshold is not None:
+        x = x - conv.threshold.view(1, -1, 1, 1).to(x.dtype)
+    w = conv.binary_input_weight()
+    return F.conv2d(F.hardtanh(x), w, None, conv.stride, conv.padding)
 
 
 def set_path(model: nn.Module, path: str) -> None:

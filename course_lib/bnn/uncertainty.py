@@ -25,6 +25,8 @@ many sign changes it held back.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -42,7 +44,7 @@ class UncertaintyTracker(nn.Module):
     ``window``: ``m`` of eq. 37; ``threshold``: ``Delta`` of eq. 38, in (0, 1];
     ``sigma``: the width of eq. 36 (``None``: the weights' standard deviation at each step).
     Call it as ``b = tracker(w)`` once per training step. Buffers: ``history`` (``f`` of the
-    last ``m + 1`` steps), ``previous`` (the binary values of the last step), ``steps``,
+    last ``m + 1`` steps, one flattened row each), ``previous`` (the binary values of the last step), ``steps``,
     ``flips`` / ``held`` (binary values changed / sign changes refused at the last step) and
     ``total_flips``.
     """
@@ -60,7 +62,8 @@ class UncertaintyTracker(nn.Module):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold (Delta of eq. 38) must be in (0, 1], got {threshold}")
         self.window, self.threshold, self.sigma = window, threshold, sigma
-        self.register_buffer("history", torch.zeros(window + 1, *shape))
+        # flat rows: a rank-5 buffer would stop ``model.to(memory_format=channels_last)``
+        self.register_buffer("history", torch.zeros(window + 1, math.prod(shape)))
         self.register_buffer("previous", torch.zeros(*shape))
         for name in ("steps", "flips", "held", "total_flips"):
             self.register_buffer(name, torch.zeros((), dtype=torch.long))
@@ -75,11 +78,11 @@ class UncertaintyTracker(nn.Module):
         w = w.detach().float()
         sigma = self.sigma if self.sigma is not None else w.std().clamp_min(1e-12)
         f = gaussian_uncertainty(w, sigma)
-        self.history[int(self.steps) % (self.window + 1)] = f
+        self.history[int(self.steps) % (self.window + 1)] = f.flatten()
         self.steps += 1
         if int(self.steps) <= self.window:
             return f
-        return 1 - torch.prod(1 - self.history, dim=0)
+        return (1 - torch.prod(1 - self.history, dim=0)).view_as(f)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         """Eq. 38: ``sign(w)`` where ``f^(w) <= threshold``, the previous binary value
