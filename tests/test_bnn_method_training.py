@@ -123,3 +123,12 @@ def test_eval_folds_the_binary_path_statistics_of_the_dual_batchnorm():
         unfolded = block.bn1(block.conv1(x), "binary")
         folded = bnn.resnet.folded(block.conv1, block.bn1, x)
     assert torch.allclose(folded, unfolded, atol=1e-4)
+
+
+def test_the_certainty_sign_flips_fewer_weights_than_plain_ste():
+    held, plain = run("uncertainty").flips[0], run("ste").flips[0]
+    assert 0 <= held < plain
+    gate_open = bnn.MethodOptions(certainty=1.0)
+    loaders = tiny_loaders()
+    same = train_method("uncertainty", loaders, CONFIG, STE_NET, 0, gate_open, progress=False)
+    assert same.flips[0] == plain

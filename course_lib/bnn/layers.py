@@ -50,14 +50,17 @@ class BinaryMixin:
         self.threshold = nn.Parameter(torch.zeros(in_features)) if threshold else None
         self.tracker: UncertaintyTracker | None = None
 
-    def track_signs(self, window: int = 5, threshold: float = 0.5) -> None:
+    def track_signs(
+        self, window: int = 5, threshold: float = 0.5, sigma: float | None = None
+    ) -> None:
         """Binarize the weight with the certainty-aware sign of eq. 38
         (:class:`~.uncertainty.UncertaintyTracker`): in train mode every forward updates the
         tracker and computes with the signs it holds; in eval mode, and in
         :meth:`export_binary` (what the packed kernel reads), the held signs are used as
         they are. ``threshold=1.0`` lets every sign change through (plain ``sign``) and only
-        counts the flips."""
-        self.tracker = UncertaintyTracker(self.weight.shape, window, threshold)
+        counts the flips. ``sigma``: the width of eq. 36 (``None``: the weights' standard
+        deviation)."""
+        self.tracker = UncertaintyTracker(self.weight.shape, window, threshold, sigma)
 
     def weight_sign(self) -> torch.Tensor:
         """The weight's binary values as the forward uses them (no gradient): the tracker's

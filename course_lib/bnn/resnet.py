@@ -21,7 +21,9 @@ exactly the one above): ``amplitude`` puts DA-BNN's data-adaptive amplitude (eq.
 conv's BatchNorm two sets of statistics and lets the network run its latent path (eq. 29-31,
 :mod:`.latent_bn`; switch with :func:`~.latent_bn.set_path`); ``certainty`` binarizes the
 weights with the certainty-aware sign (eq. 36-38, :mod:`.uncertainty`) at threshold
-``Delta = certainty`` over ``certainty_window`` steps (``1.0``: plain sign, flips counted).
+``Delta = certainty`` over ``certainty_window`` steps and with the width
+``certainty_sigma`` of eq. 36 (``None``: each layer's weight standard deviation; ``1.0``:
+plain sign, flips counted).
 :meth:`BinaryResNet.features` gives the penultimate features (the label-aware loss).
 
 In eval mode every binary conv and its BatchNorm run folded (:func:`folded`), the form the
@@ -64,6 +66,7 @@ class BinaryNetConfig:
     dual_bn: bool = False
     certainty: float | None = None
     certainty_window: int = 5
+    certainty_sigma: float | None = None
 
     def __post_init__(self) -> None:
         if self.certainty is not None and not 0.0 < self.certainty <= 1.0:
@@ -140,7 +143,7 @@ class BinaryBlock(nn.Module):
             self.amp2 = DataAdaptiveAmplitude(out_channels)
         if cfg.certainty is not None:
             for conv in (self.conv1, self.conv2):
-                conv.track_signs(cfg.certainty_window, cfg.certainty)
+                conv.track_signs(cfg.certainty_window, cfg.certainty, cfg.certainty_sigma)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = (
