@@ -16,7 +16,8 @@ One concept per module:
   eq. 29-31), :mod:`.label_aware` (label-aware representation loss, eq. 32-35),
   :mod:`.uncertainty` (the certainty-aware sign, eq. 36-38), :mod:`.bdbnn` (kurtosis
   regularization and weight-distribution mimicking, eq. 39-44); :mod:`.methods` trains
-  any of them (and plain STE, ReCU, full precision) on the binary ResNet-20;
+  any of them (and plain STE, ReCU, full precision) on the binary ResNet-20, and
+  :mod:`.comparison` compares them all under one budget;
 - :mod:`.kernel`: the packed XNOR/popcount convolution (C++ with AVX-512, or pure PyTorch);
 - :mod:`.engine`: packed inference of a whole trained network, and its file format;
 - :mod:`.benchmark`: kernel and network latency with the course's protocol;
@@ -36,6 +37,7 @@ from .bdbnn import (
 )
 from .benchmark import kernel_benchmark, network_benchmark
 from .binarize import ApproxSign, IdentitySTE, SignSTE, binarize, sign, surrogate_curves
+from .comparison import compare_methods
 from .dabnn import DataAdaptiveAmplitude
 from .engine import PackedFileError, PackedResNet, load_packed, save_packed
 from .experiment import (
@@ -104,6 +106,7 @@ __all__ = [
     "binary_resnet20",
     "bnn_settings",
     "check_layers_exact",
+    "compare_methods",
     "compare_logits",
     "distribution_kl",
     "entropy_of_tau",

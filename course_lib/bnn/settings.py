@@ -21,6 +21,25 @@ REPORT_TABLE1_RESNET20 = {
     "BD-BNN": 86.5,
     "full precision": 92.1,
 }
+#: The comparison's methods as the chapter names them (:data:`~.methods.METHODS`).
+METHOD_LABELS = {
+    "ste": "plain STE",
+    "recu": "ReCU",
+    "dabnn": "DA-BNN",
+    "latent_bn": "latent-weight inference",
+    "label_aware": "label-aware",
+    "label_aware_kd": "label-aware + KD",
+    "uncertainty": "uncertainty-aware",
+    "bdbnn": "BD-BNN",
+    "fp": "full precision",
+}
+#: The methods that have a row in the report's Table 1 (keys of REPORT_TABLE1_RESNET20).
+REPORT_ROWS = {
+    "recu": "ReCU",
+    "label_aware_kd": "label-aware + KD",
+    "bdbnn": "BD-BNN",
+    "fp": "full precision",
+}
 #: ReCU's CIFAR-10 schedule, for the budget comparison.
 REPORT_EPOCHS = 600
 #: Larq Compute Engine's reported speed-ups of binary over float convolutions on ARM.
@@ -107,7 +126,10 @@ class MethodsSettings:
     """The comparison of the report's methods (:mod:`.methods`): every method trains on
     ``data`` for ``train.epochs`` epochs with the recipe ``train`` (adjusted per method by
     :func:`~.methods.method_config`) on the plain-STE network ``net``, for every seed of
-    ``seeds``. ``estimate_min``: expected minutes per method (one seed) on the 2-core CPU."""
+    ``seeds``; the methods that end within a point of another get ``close_extra_seeds``
+    more seeds while the run stays within ``budget_min`` minutes
+    (:func:`~.comparison.compare_methods`). ``estimate_min``: expected minutes per method
+    (one seed) on the 2-core CPU."""
 
     data: DataSettings
     train: BinaryTrainConfig
@@ -115,6 +137,8 @@ class MethodsSettings:
     options: MethodOptions
     seeds: tuple[int, ...]
     estimate_min: dict[str, float]
+    close_extra_seeds: int = 0
+    budget_min: float = 90.0
 
 
 #: The plain-STE binary ResNet-20 every method adds its idea to (:mod:`.methods`).
@@ -140,6 +164,7 @@ COMPARISON = {
         options=MethodOptions(),
         seeds=(0,),
         estimate_min={"all methods": 1.5},
+        budget_min=3.0,
     ),
     "full": MethodsSettings(
         data=DataSettings(
@@ -160,6 +185,8 @@ COMPARISON = {
             "bdbnn": 12.5,
             "fp": 1.6,
         },
+        close_extra_seeds=1,
+        budget_min=90.0,
     ),
 }
 
