@@ -86,3 +86,10 @@ def test_table_and_figures_come_from_the_metrics(compared):
 def test_an_empty_seed_list_is_refused():
     with pytest.raises(ValueError, match="at least one seed"):
         compare_methods(tiny_loaders(), tiny_settings(1.0), seeds=(), methods=METHODS)
+
+
+def test_the_full_profile_fits_its_budget_and_reruns_close_methods():
+    full = methods_settings("full")
+    assert full.budget_min <= 90 and sum(full.estimate_min.values()) <= full.budget_min
+    assert full.close_extra_seeds >= 1
+    assert set(full.estimate_min) == set(bnn.METHODS)

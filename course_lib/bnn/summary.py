@@ -216,8 +216,8 @@ def methods_table(m: dict) -> Markdown:
                 f"{100 * e['test_accuracy_mean']:.2f}",
                 seeds_text(e["seeds"]),
                 e["epochs"],
-                f"{e['minutes']:.1f}",
-                "-" if report is None else f"{report:.1f} ({REPORT_EPOCHS} epochs)",
+                f"{e['minutes']:.2f}",
+                "-" if report is None else f"{report:.1f}",
             )
         )
     return markdown_table(
@@ -227,8 +227,8 @@ def methods_table(m: dict) -> Markdown:
             "ours: test accuracy (%)",
             "seeds",
             "epochs",
-            "minutes per seed",
-            "report's Table 1 (%)",
+            "training minutes per seed",
+            "report's Table 1 (%, long GPU runs)",
         ],
     )
 
@@ -240,8 +240,8 @@ def ranking(m: dict) -> list[str]:
 
 
 def report_order_pairs(m: dict) -> tuple[list[str], list[str]]:
-    """The pairs of Table 1's methods (both run here) whose order we reproduce, and those
-    we do not, as 'A above B' in the report's order."""
+    """The orderings 'A above B' of Table 1 (both methods run here) that this run
+    reproduces, and those it does not (a tie does not reproduce one)."""
     ours = {k: m["methods"][k]["test_accuracy_mean"] for k in REPORT_ROWS if k in m["methods"]}
     ordered = sorted(ours, key=lambda k: -REPORT_TABLE1_RESNET20[REPORT_ROWS[k]])
     same, reversed_ = [], []
@@ -264,8 +264,8 @@ def methods_conclusion(m: dict) -> Markdown:
         f"{m['train_images']:,} training images (tested on {m['test_images']:,}): "
         + " > ".join(f"{label(k)} ({100 * e[k]['test_accuracy_mean']:.1f} %)" for k in order)
         + ".",
-        f"- **Against Table 1's order.** Reproduced: {'; '.join(same) or 'none'}. "
-        f"Reversed: {'; '.join(reversed_) or 'none'}.",
+        f"- **Table 1's orderings.** Reproduced here: {'; '.join(same) or 'none'}. "
+        f"Not reproduced: {'; '.join(reversed_) or 'none'}.",
     ]
     if m["close"]:
         seeds = "; ".join(f"{label(k)}: seeds {seeds_text(e[k]['seeds'])}" for k in m["close"])
