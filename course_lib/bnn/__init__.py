@@ -11,6 +11,13 @@ One concept per module:
 - :mod:`.resnet`: the binary ResNet-20 with Bi-Real shortcuts (and its initialization from
   the full-precision twin);
 - :mod:`.training`: the binary training recipe (Adam, distillation, two stages, schedule);
+- the report's other methods, one module each: :mod:`.dabnn` (data-adaptive amplitudes,
+  eq. 10-12), :mod:`.latent_bn` (latent-weight inference with two BatchNorm statistics,
+  eq. 29-31), :mod:`.label_aware` (label-aware representation loss, eq. 32-35),
+  :mod:`.uncertainty` (the certainty-aware sign, eq. 36-38), :mod:`.bdbnn` (kurtosis
+  regularization and weight-distribution mimicking, eq. 39-44); :mod:`.methods` trains
+  any of them (and plain STE, ReCU, full precision) on the binary ResNet-20, and
+  :mod:`.comparison` compares them all under one budget;
 - :mod:`.kernel`: the packed XNOR/popcount convolution (C++ with AVX-512, or pure PyTorch);
 - :mod:`.engine`: packed inference of a whole trained network, and its file format;
 - :mod:`.benchmark`: kernel and network latency with the course's protocol;
@@ -18,8 +25,20 @@ One concept per module:
 """
 
 from . import plots, summary
+from .bdbnn import (
+    bdbnn_loss,
+    distribution_kl,
+    kurtosis,
+    kurtosis_loss,
+    latent_weights,
+    paired_weights,
+    wdm_loss,
+    weight_distribution,
+)
 from .benchmark import kernel_benchmark, network_benchmark
 from .binarize import ApproxSign, IdentitySTE, SignSTE, binarize, sign, surrogate_curves
+from .comparison import compare_methods
+from .dabnn import DataAdaptiveAmplitude
 from .engine import PackedFileError, PackedResNet, load_packed, save_packed
 from .experiment import (
     check_layers_exact,
@@ -39,7 +58,10 @@ from .kernel import (
     load_kernel,
     reference_dot,
 )
+from .label_aware import label_aware_loss, representation_loss
+from .latent_bn import DualBatchNorm2d, LatentPathConv, set_path, use_path
 from .layers import BinaryConv2d, BinaryLinear, binary_layers, set_tau
+from .methods import METHODS, MethodOptions, MethodRun, train_method
 from .recu import (
     analysis,
     entropy_of_tau,
@@ -53,8 +75,9 @@ from .recu import (
 )
 from .resnet import BinaryNetConfig, BinaryResNet, binary_resnet20, init_from
 from .scaling import layer_errors, quantization_error, xnor_alpha
-from .settings import bnn_settings
-from .training import BinaryTrainConfig, fit_binary
+from .settings import bnn_settings, methods_settings
+from .training import BinaryTrainConfig, fit_binary, kd_divergence
+from .uncertainty import UncertaintyTracker, gaussian_uncertainty
 
 __all__ = [
     "ApproxSign",
@@ -63,31 +86,49 @@ __all__ = [
     "BinaryNetConfig",
     "BinaryResNet",
     "BinaryTrainConfig",
+    "DataAdaptiveAmplitude",
+    "DualBatchNorm2d",
     "IdentitySTE",
+    "METHODS",
+    "MethodOptions",
+    "MethodRun",
     "KernelUnavailable",
+    "LatentPathConv",
     "PackedConv",
     "PackedFileError",
     "PackedResNet",
     "SignSTE",
+    "UncertaintyTracker",
     "analysis",
+    "bdbnn_loss",
     "binarize",
     "binary_layers",
     "binary_resnet20",
     "bnn_settings",
     "check_layers_exact",
+    "compare_methods",
     "compare_logits",
+    "distribution_kl",
     "entropy_of_tau",
     "fit_binary",
+    "gaussian_uncertainty",
     "init_from",
+    "kd_divergence",
     "kernel_available",
     "kernel_benchmark",
     "kernel_path",
+    "kurtosis",
+    "kurtosis_loss",
+    "label_aware_loss",
     "laplace_quantile",
+    "latent_weights",
     "layer_errors",
     "load_kernel",
     "load_packed",
+    "methods_settings",
     "network_benchmark",
     "packed_path",
+    "paired_weights",
     "plots",
     "qe_of_tau",
     "qe_printed",
@@ -95,8 +136,10 @@ __all__ = [
     "quantization_errors",
     "recu_clamp",
     "reference_dot",
+    "representation_loss",
     "sampled_curve",
     "save_packed",
+    "set_path",
     "set_tau",
     "sign",
     "sizes",
@@ -106,6 +149,10 @@ __all__ = [
     "tau_schedule",
     "test_accuracy",
     "train_binary",
+    "train_method",
     "train_twin",
+    "use_path",
+    "wdm_loss",
+    "weight_distribution",
     "xnor_alpha",
 ]

@@ -125,6 +125,12 @@ class PackedResNet:
         """Pack a trained binary ResNet (its eval-mode behaviour)."""
         if not isinstance(model, BinaryResNet):
             raise TypeError(f"expected a BinaryResNet, got {type(model).__name__}")
+        if model.cfg.amplitude:
+            raise NotImplementedError(
+                "the packed engine computes BN(alpha * dot) folded into one scale and bias; "
+                "DA-BNN's data-adaptive amplitudes (amplitude=True) sit between the conv and "
+                "its BatchNorm and do not fold: run such a network with the PyTorch model"
+            )
         model = model.cpu().eval()
         conv, bn, act = model.stem
         tensors: dict[str, torch.Tensor] = {"stem.weight": conv.weight.detach().float()}

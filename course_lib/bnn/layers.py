@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from .binarize import binarize, sign
 from .recu import recu_clamp, standardize
 from .scaling import xnor_alpha
+from .uncertainty import UncertaintyTracker
 
 
 class BinaryMixin:
@@ -47,6 +48,27 @@ class BinaryMixin:
         self.binarize_input = True
         self.register_buffer("tau", torch.tensor(1.0))
         self.threshold = nn.Parameter(torch.zeros(in_features)) if threshold else None
+        self.tracker: UncertaintyTracker | None = None
+
+    def track_signs(
+        self, window: int = 5, threshold: float = 0.5, sigma: float | None = None
+    ) -> None:
+        """Binarize the weight with the certainty-aware sign of eq. 38
+        (:class:`~.uncertainty.UncertaintyTracker`): in train mode every forward updates the
+        tracker and computes with the signs it holds; in eval mode, and in
+        :meth:`export_binary` (what the packed kernel reads), the held signs are used as
+        they are. ``threshold=1.0`` lets every sign change through (plain ``sign``) and only
+        counts the flips. ``sigma``: the width of eq. 36 (``None``: the weights' standard
+        deviation)."""
+        self.tracker = UncertaintyTracker(self.weight.shape, window, threshold, sigma)
+
+    def weight_sign(self) -> torch.Tensor:
+        """The weight's binary values as the forward uses them (no gradient): the tracker's
+        held signs once it has seen a training step, ``sign`` of the weight otherwise."""
+        with torch.no_grad():
+            if self.tracker is not None and int(self.tracker.steps) > 0:
+                return self.tracker.previous.to(self.weight.dtype)
+            return sign(self.binary_input_weight())
 
     def binary_input_weight(self) -> torch.Tensor:
         """The real weight ``sign`` is applied to: standardized, then clamped (steps 1-2)."""
@@ -58,7 +80,12 @@ class BinaryMixin:
     def binary_weight(self) -> torch.Tensor:
         """``alpha * sign(w)`` (or ``sign(w)``) with the latent weight's surrogate gradient."""
         w = self.binary_input_weight()
-        b = binarize(w, self.weight_estimator)
+        if self.tracker is None:
+            b = binarize(w, self.weight_estimator)
+        elif self.training:
+            b = self.tracker(w)
+        else:  # the held signs, with the identity gradient of eq. 9
+            b = self.weight_sign().to(w.dtype) + (w - w.detach())
         return xnor_alpha(w) * b if self.scaling else b
 
     def binarized_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +107,7 @@ class BinaryMixin:
             if self.threshold is not None
             else torch.zeros(w.shape[1])
         )
-        return {"sign": sign(w), "alpha": alpha, "threshold": threshold}
+        return {"sign": self.weight_sign().float(), "alpha": alpha, "threshold": threshold}
 
 
 class BinaryConv2d(BinaryMixin, nn.Conv2d):
@@ -114,7 +141,7 @@ class BinaryConv2d(BinaryMixin, nn.Conv2d):
         """``conv(sign(x - threshold), alpha * sign(W'))``; with ``integer=True`` the integer
         dot products ``conv(sign(x - threshold), sign(W'))`` before ``alpha`` (exact in
         float32: sums of +-1), which is what the packed kernel computes."""
-        w = sign(self.binary_input_weight()) if integer else self.binary_weight()
+        w = self.weight_sign() if integer else self.binary_weight()
         return F.conv2d(self.binarized_input(x), w, None, self.stride, self.padding)
 
     def dot(self, x: torch.Tensor) -> torch.Tensor:

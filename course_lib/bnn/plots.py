@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from .binarize import approx_sign_forward, sign, surrogate_curves
 from .recu import tau_schedule
-from .settings import LCE_SPEEDUP_RANGE, TARGETS
+from .settings import LCE_SPEEDUP_RANGE, METHOD_LABELS, TARGETS
 
 
 def finish(fig: Figure) -> Figure:
@@ -131,4 +131,36 @@ def kernel_speedups(metrics: dict) -> Figure:
     ax.set(ylabel="speed-up over float32 conv (x)", title="3x3 conv, 8x8 map, batch 1, 1 thread")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
+    return finish(fig)
+
+
+# -- the methods' comparison (notebook 06, metrics of results/bnn_methods.json) ----------------
+
+
+def method_curves(metrics: dict) -> Figure:
+    """Test accuracy after every epoch of every method (mean over its seeds)."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for method, e in metrics["methods"].items():
+        acc = e["test_accuracy"]
+        style = "k--" if method == "fp" else "o-"
+        label = f"{METHOD_LABELS.get(method, method)} (seeds {len(e['seeds'])})"
+        ax.plot(range(1, len(acc) + 1), [100 * a for a in acc], style, ms=3, label=label)
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="binary ResNet-20, one budget")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return finish(fig)
+
+
+def weight_flips(metrics: dict, methods: tuple[str, ...] = ("ste", "uncertainty")) -> Figure:
+    """Binary weights that changed sign in every epoch (summed over its steps, mean over
+    seeds): plain STE against the certainty-aware sign (eq. 36-38)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for method in methods:
+        flips = metrics["methods"][method]["flips"]
+        ax.plot(range(1, len(flips) + 1), flips, "o-", ms=3, label=METHOD_LABELS[method])
+    ax.set(xlabel="epoch", ylabel="weights flipped in the epoch")
+    if all(f > 0 for m in methods for f in metrics["methods"][m]["flips"]):
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
     return finish(fig)

@@ -15,6 +15,17 @@ changes that make a binary network trainable:
 - a per-channel activation after every addition (``act``: PReLU by default; "hardtanh" as
   in IR-Net and ReCU; or "identity").
 
+Options for the report's other methods (seed 004; off by default, and then the network is
+exactly the one above): ``amplitude`` puts DA-BNN's data-adaptive amplitude (eq. 10-12,
+:mod:`.dabnn`) between every binary conv and its BatchNorm; ``dual_bn`` gives every binary
+conv's BatchNorm two sets of statistics and lets the network run its latent path (eq. 29-31,
+:mod:`.latent_bn`; switch with :func:`~.latent_bn.set_path`); ``certainty`` binarizes the
+weights with the certainty-aware sign (eq. 36-38, :mod:`.uncertainty`) at threshold
+``Delta = certainty`` over ``certainty_window`` steps and with the width
+``certainty_sigma`` of eq. 36 (``None``: each layer's weight standard deviation; ``1.0``:
+plain sign, flips counted).
+:meth:`BinaryResNet.features` gives the penultimate features (the label-aware loss).
+
 In eval mode every binary conv and its BatchNorm run folded (:func:`folded`), the form the
 packed inference engine computes.
 
@@ -31,6 +42,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .dabnn import DataAdaptiveAmplitude
+from .latent_bn import DualBatchNorm2d, latent_conv
 from .layers import BinaryConv2d
 
 ACTIVATIONS = ("prelu", "hardtanh", "identity")
@@ -49,8 +62,15 @@ class BinaryNetConfig:
     b_star: float | None = 1.0
     input_estimator: str = "approx"
     threshold: bool = True
+    amplitude: bool = False
+    dual_bn: bool = False
+    certainty: float | None = None
+    certainty_window: int = 5
+    certainty_sigma: float | None = None
 
     def __post_init__(self) -> None:
+        if self.certainty is not None and not 0.0 < self.certainty <= 1.0:
+            raise ValueError(f"certainty (Delta of eq. 38) must be in (0, 1], got {self.certainty}")
         if self.act not in ACTIVATIONS:
             raise ValueError(f"unknown act {self.act!r}: use one of {', '.join(ACTIVATIONS)}")
         if self.shortcut not in SHORTCUTS:
@@ -109,12 +129,21 @@ class BinaryBlock(nn.Module):
             "input_estimator": cfg.input_estimator,
             "threshold": cfg.threshold,
         }
+        norm = DualBatchNorm2d if cfg.dual_bn else nn.BatchNorm2d
         self.conv1 = BinaryConv2d(in_channels, out_channels, 3, stride, 1, **options)
-        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.bn1 = norm(out_channels)
         self.act1 = activation(cfg.act, out_channels)
         self.conv2 = BinaryConv2d(out_channels, out_channels, 3, 1, 1, **options)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.bn2 = norm(out_channels)
         self.act2 = activation(cfg.act, out_channels)
+        self.amp1: nn.Module | None = None
+        self.amp2: nn.Module | None = None
+        if cfg.amplitude:
+            self.amp1 = DataAdaptiveAmplitude(out_channels)
+            self.amp2 = DataAdaptiveAmplitude(out_channels)
+        if cfg.certainty is not None:
+            for conv in (self.conv1, self.conv2):
+                conv.track_signs(cfg.certainty_window, cfg.certainty, cfg.certainty_sigma)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = (
@@ -126,12 +155,18 @@ class BinaryBlock(nn.Module):
                 else PadShortcut(in_channels, out_channels, stride)
             )
 
+    def conv_bn(self, conv: BinaryConv2d, bn: nn.Module, amp: nn.Module | None, x):
+        """``BN(conv(x))``: folded in eval mode (plain path); with DA-BNN's amplitude
+        ``BN(A(conv(x)))``; on the latent path ``BN_W(W (*) hardtanh(x))`` (eq. 31)."""
+        if isinstance(bn, DualBatchNorm2d) and bn.path == "latent":
+            return bn(latent_conv(conv, x))
+        if amp is not None:
+            return bn(amp(conv(x)))
+        return bn(conv(x)) if self.training else folded(conv, bn, x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            h = self.act1(self.bn1(self.conv1(x)) + self.shortcut(x))
-            return self.act2(self.bn2(self.conv2(h)) + h)
-        h = self.act1(folded(self.conv1, self.bn1, x) + self.shortcut(x))
-        return self.act2(folded(self.conv2, self.bn2, h) + h)
+        h = self.act1(self.conv_bn(self.conv1, self.bn1, self.amp1, x) + self.shortcut(x))
+        return self.act2(self.conv_bn(self.conv2, self.bn2, self.amp2, h) + h)
 
 
 @torch.no_grad()
@@ -139,8 +174,17 @@ def fold(conv: BinaryConv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Te
     """XNOR-Net's ``alpha`` and an eval-mode BatchNorm as one scale and one bias per output
     channel: ``BN(alpha * dot) = dot * scale + bias``."""
     alpha = conv.export_binary()["alpha"]
-    inv = bn.weight.float() / torch.sqrt(bn.running_var.float() + bn.eps)
-    return alpha * inv, bn.bias.float() - bn.running_mean.float() * inv
+    mean, var = running_statistics(bn)
+    inv = bn.weight.float() / torch.sqrt(var.float() + bn.eps)
+    return alpha * inv, bn.bias.float() - mean.float() * inv
+
+
+def running_statistics(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A BatchNorm's running mean and variance (a :class:`~.latent_bn.DualBatchNorm2d`'s
+    binary-path set: the deployed network is the binary path)."""
+    if isinstance(bn, DualBatchNorm2d):
+        return bn.statistics("binary")
+    return bn.running_mean, bn.running_var
 
 
 def folded(conv: BinaryConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -173,8 +217,13 @@ class BinaryResNet(nn.Module):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, num_classes)
         )
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features: the pooled ``(N, widths[-1])`` vector the classifier
+        reads (the ``Y`` of the label-aware loss, eq. 32-33)."""
+        return self.head[:-1](SameFormatGrad.apply(self.stages(self.stem(x))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(SameFormatGrad.apply(self.stages(self.stem(x))))
+        return self.head[-1](self.features(x))
 
 
 def binary_resnet20(

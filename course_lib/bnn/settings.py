@@ -5,11 +5,12 @@ report's 600-epoch GPU trainings).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..data import DataSettings
 from ..profiles import check_profile
 from ..train import TrainConfig
+from .methods import MethodOptions
 from .resnet import BinaryNetConfig
 from .training import BinaryTrainConfig
 
@@ -19,6 +20,25 @@ REPORT_TABLE1_RESNET20 = {
     "label-aware + KD": 88.9,
     "BD-BNN": 86.5,
     "full precision": 92.1,
+}
+#: The comparison's methods as the chapter names them (:data:`~.methods.METHODS`).
+METHOD_LABELS = {
+    "ste": "plain STE",
+    "recu": "ReCU",
+    "dabnn": "DA-BNN",
+    "latent_bn": "latent-weight inference",
+    "label_aware": "label-aware",
+    "label_aware_kd": "label-aware + KD",
+    "uncertainty": "uncertainty-aware",
+    "bdbnn": "BD-BNN",
+    "fp": "full precision",
+}
+#: The methods that have a row in the report's Table 1 (keys of REPORT_TABLE1_RESNET20).
+REPORT_ROWS = {
+    "recu": "ReCU",
+    "label_aware_kd": "label-aware + KD",
+    "bdbnn": "BD-BNN",
+    "fp": "full precision",
 }
 #: ReCU's CIFAR-10 schedule, for the budget comparison.
 REPORT_EPOCHS = 600
@@ -99,3 +119,79 @@ BNN = {
 
 def bnn_settings(profile: str) -> BnnSettings:
     return BNN[check_profile(profile)]
+
+
+@dataclass(frozen=True)
+class MethodsSettings:
+    """The comparison of the report's methods (:mod:`.methods`): every method trains on
+    ``data`` for ``train.epochs`` epochs with the recipe ``train`` (adjusted per method by
+    :func:`~.methods.method_config`) on the plain-STE network ``net``, for every seed of
+    ``seeds``; the methods that end within a point of another get ``close_extra_seeds``
+    more seeds while the run stays within ``budget_min`` minutes
+    (:func:`~.comparison.compare_methods`). ``estimate_min``: expected minutes per method
+    (one seed) on the 2-core CPU."""
+
+    data: DataSettings
+    train: BinaryTrainConfig
+    net: BinaryNetConfig
+    options: MethodOptions
+    seeds: tuple[int, ...]
+    estimate_min: dict[str, float]
+    close_extra_seeds: int = 0
+    budget_min: float = 90.0
+
+
+#: The plain-STE binary ResNet-20 every method adds its idea to (:mod:`.methods`).
+STE_NET = replace(NET, b_star=None, input_estimator="ste")
+
+# How the full budget was sized (an estimate, not a measurement of the full run): one
+# epoch of 320 random 32x32 images at batch 64, eager, one thread, on the course's machine
+# while other jobs shared its two cores, so only ratios were kept: each method's time per
+# training step over that of chapter 5's binary recipe (ReCU network distilled from the
+# twin, eager): ste 0.92, recu 0.92, dabnn 1.72, latent_bn 1.72, label_aware 1.05,
+# label_aware_kd 1.16, uncertainty 0.94, bdbnn 2.48, fp 0.29. Chapter 5's recipe is
+# estimated at 60 min for 40 compiled epochs of 45,000 images, i.e. 1.5 min per epoch, and
+# 1.5 x 7.45 / 2.05 = 5.45 min eager (the methods run eager: the sign trackers and the
+# two-path steps do not compile). 8 epochs of 5,000 images then cost ratio x 4.84 min per
+# method, plus about 0.5 min of test evaluation per path (2,000 images after every epoch):
+# about 60 min for all nine methods and one seed, leaving about 30 min for a second seed of
+# the methods that end within a point of each other.
+COMPARISON = {
+    "quick": MethodsSettings(
+        data=DataSettings(train_per_class=20, val_per_class=10, test_per_class=20, batch_size=64),
+        train=BinaryTrainConfig(epochs=2, lr=2e-3, warmup_epochs=0.5),
+        net=STE_NET,
+        options=MethodOptions(),
+        seeds=(0,),
+        # 300 training images took 6.7 min for all nine methods at the lowest priority
+        # beside another job on the 2-core machine; 200 images on two free cores: about 3.
+        estimate_min={"all methods": 3.0},
+        budget_min=5.0,
+    ),
+    "full": MethodsSettings(
+        data=DataSettings(
+            train_per_class=500, val_per_class=50, test_per_class=200, batch_size=128
+        ),
+        train=BinaryTrainConfig(epochs=8, lr=2e-3, warmup_epochs=0.5),
+        net=STE_NET,
+        options=MethodOptions(),
+        seeds=(0,),
+        estimate_min={
+            "ste": 5.0,
+            "recu": 5.0,
+            "dabnn": 8.8,
+            "latent_bn": 9.3,
+            "label_aware": 6.1,
+            "label_aware_kd": 6.6,
+            "uncertainty": 5.0,
+            "bdbnn": 12.5,
+            "fp": 1.6,
+        },
+        close_extra_seeds=1,
+        budget_min=90.0,
+    ),
+}
+
+
+def methods_settings(profile: str) -> MethodsSettings:
+    return COMPARISON[check_profile(profile)]

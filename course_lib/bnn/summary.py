@@ -8,7 +8,13 @@ from IPython.display import Markdown
 from .. import measure
 from ..report import markdown_table
 from .layers import binary_layers
-from .settings import REPORT_EPOCHS, REPORT_TABLE1_RESNET20, TARGETS
+from .settings import (
+    METHOD_LABELS,
+    REPORT_EPOCHS,
+    REPORT_ROWS,
+    REPORT_TABLE1_RESNET20,
+    TARGETS,
+)
 
 
 def ratio_text(entry: dict) -> str:
@@ -189,3 +195,89 @@ def headline(m: dict) -> dict:
         "network_speedup_b1": m["network"]["speedup"]["binary, packed"]["median"],
         "packed_size_ratio": m["sizes"]["packed_size_ratio"],
     }
+
+
+# -- the methods' comparison (notebook 06, metrics of results/bnn_methods.json) ----------------
+
+
+def seeds_text(seeds: list[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
+
+
+def methods_table(m: dict) -> Markdown:
+    """Every method's mean test accuracy over its seeds beside the report's Table 1
+    (ResNet-20, CIFAR-10, W/A = 1/1; full precision 32/32)."""
+    rows = []
+    for method, e in m["methods"].items():
+        report = REPORT_TABLE1_RESNET20.get(REPORT_ROWS.get(method, ""))
+        rows.append(
+            (
+                METHOD_LABELS.get(method, method),
+                f"{100 * e['test_accuracy_mean']:.2f}",
+                seeds_text(e["seeds"]),
+                e["epochs"],
+                f"{e['minutes']:.2f}",
+                "-" if report is None else f"{report:.1f}",
+            )
+        )
+    return markdown_table(
+        rows,
+        [
+            "method",
+            "ours: test accuracy (%)",
+            "seeds",
+            "epochs",
+            "training minutes per seed",
+            "report's Table 1 (%, long GPU runs)",
+        ],
+    )
+
+
+def ranking(m: dict) -> list[str]:
+    """The methods, best mean test accuracy first."""
+    methods = m["methods"]
+    return sorted(methods, key=lambda k: -methods[k]["test_accuracy_mean"])
+
+
+def report_order_pairs(m: dict) -> tuple[list[str], list[str]]:
+    """The orderings 'A above B' of Table 1 (both methods run here) that this run
+    reproduces, and those it does not (a tie does not reproduce one)."""
+    ours = {k: m["methods"][k]["test_accuracy_mean"] for k in REPORT_ROWS if k in m["methods"]}
+    ordered = sorted(ours, key=lambda k: -REPORT_TABLE1_RESNET20[REPORT_ROWS[k]])
+    same, reversed_ = [], []
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1 :]:
+            text = f"{METHOD_LABELS[a]} above {METHOD_LABELS[b]}"
+            (same if ours[a] > ours[b] else reversed_).append(text)
+    return same, reversed_
+
+
+def methods_conclusion(m: dict) -> Markdown:
+    """What the comparison says, in sentences formatted from its metrics."""
+    order = ranking(m)
+    e = m["methods"]
+    label = lambda k: METHOD_LABELS.get(k, k)  # noqa: E731
+    same, reversed_ = report_order_pairs(m)
+    epochs = {v["epochs"] for v in e.values()}
+    lines = [
+        f"- **Ranking.** After {', '.join(str(x) for x in sorted(epochs))} epochs on "
+        f"{m['train_images']:,} training images (tested on {m['test_images']:,}): "
+        + " > ".join(f"{label(k)} ({100 * e[k]['test_accuracy_mean']:.1f} %)" for k in order)
+        + ".",
+        f"- **Table 1's orderings.** Reproduced here: {'; '.join(same) or 'none'}. "
+        f"Not reproduced: {'; '.join(reversed_) or 'none'}.",
+    ]
+    if m["close"]:
+        seeds = "; ".join(f"{label(k)}: seeds {seeds_text(e[k]['seeds'])}" for k in m["close"])
+        lines.append(
+            f"- **Within {100 * m['close_within']:.0f} point of another method** after the "
+            f"first seeds: {seeds}. Their order is not settled by this run."
+        )
+    if m["skipped"]:
+        skipped = ", ".join(f"{label(s['method'])} (seed {s['seed']})" for s in m["skipped"])
+        lines.append(f"- **Second seeds the budget left out:** {skipped}.")
+    lines.append(
+        f"- **Budget.** {m['minutes']:.1f} min in all, against a stated budget of "
+        f"{m['budget_minutes']:.0f} min."
+    )
+    return Markdown("\n".join(lines))

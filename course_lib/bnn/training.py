@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -111,22 +112,48 @@ def distillation_loss(
     ce = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
     if teacher_logits is None or config.distill == 0.0:
         return ce
-    t = config.temperature
+    kd = kd_divergence(logits, teacher_logits, config.temperature)
+    return (1 - config.distill) * ce + config.distill * kd
+
+
+def kd_divergence(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Hinton's distillation term ``T^2 KL(softmax(teacher / T) || softmax(student / T))``,
+    averaged over the batch (0 when the two sets of logits agree)."""
+    t = temperature
     kl = F.kl_div(
-        F.log_softmax(logits / t, dim=1),
+        F.log_softmax(logits.float() / t, dim=1),
         F.log_softmax(teacher_logits.float() / t, dim=1),
         log_target=True,
         reduction="batchmean",
     )
-    return (1 - config.distill) * ce + config.distill * t * t * kl
+    return t * t * kl
+
+
+#: A training objective: ``(model, x, y, teacher_logits) -> (loss, logits)``; the default is
+#: the distillation mix of :func:`distillation_loss` on ``model(x)``.
+Objective = Callable[
+    [nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None],
+    tuple[torch.Tensor, torch.Tensor],
+]
 
 
 class Step:
     """One training step's forward and backward (compiled or not): returns the loss and
     the logits. The optimizer runs outside, so the compiled graph holds no optimizer state."""
 
-    def __init__(self, model, teacher, config: BinaryTrainConfig, autocast: bool, device):
+    def __init__(
+        self,
+        model,
+        teacher,
+        config: BinaryTrainConfig,
+        autocast: bool,
+        device,
+        objective: Objective | None = None,
+    ):
         self.model, self.teacher, self.config = model, teacher, config
+        self.objective = objective
         self.autocast, self.device = autocast, device
         self.compiled = torch.compile(self.forward_backward) if config.compile else None
 
@@ -150,12 +177,15 @@ class Step:
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(x)
             teacher_logits = None
-            if self.teacher is not None and self.config.distill > 0:
+            if self.teacher is not None and (self.config.distill > 0 or self.objective):
                 with torch.no_grad():
                     teacher_logits = self.teacher(x)
-            loss = distillation_loss(logits, y, teacher_logits, self.config)
+            if self.objective is not None:
+                loss, logits = self.objective(self.model, x, y, teacher_logits)
+            else:
+                logits = self.model(x)
+                loss = distillation_loss(logits, y, teacher_logits, self.config)
         loss.backward()
         return loss.detach(), logits.detach()
 
@@ -169,11 +199,15 @@ def fit_binary(
     seed: int = 0,
     checkpoint: str | Path | None = None,
     progress: bool = True,
+    objective: Objective | None = None,
+    epoch_end: Callable[[int], None] | None = None,
 ) -> History:
     """Train the binary ``model`` in place with the recipe of ``config``; returns its
     :class:`~course_lib.train.History`. With ``checkpoint=path`` the state is written after
     every epoch and a rerun with the same config resumes there. ``teacher`` (needed when
-    ``config.distill > 0``) is used in eval mode and never changed."""
+    ``config.distill > 0``) is used in eval mode and never changed; its logits go to
+    ``objective`` (see :data:`Objective`; default: :func:`distillation_loss`) when one is
+    given. ``epoch_end(epoch)`` runs after every epoch (before the checkpoint is written)."""
     if config.distill > 0 and teacher is None:
         raise ValueError("config.distill > 0 needs a teacher (the trained full-precision twin)")
     device = next(model.parameters()).device
@@ -193,7 +227,7 @@ def fit_binary(
     history, start_epoch = History(), 0
     if checkpoint is not None and Path(checkpoint).exists():
         start_epoch, history = resume(checkpoint, config, model, optimizer, scheduler)
-    step_fn = Step(model, teacher, config, use_autocast(config, device), device)
+    step_fn = Step(model, teacher, config, use_autocast(config, device), device, objective)
     epochs = tqdm(range(start_epoch, config.epochs), desc="epochs (binary)", disable=not progress)
     for epoch in epochs:
         torch.manual_seed(seed * 1_000_003 + epoch)
@@ -221,6 +255,8 @@ def fit_binary(
             history.val_accuracy.append(val_acc)
         history.epoch_time_s.append(time.perf_counter() - start)
         epochs.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_acc=history.val_accuracy[-1:])
+        if epoch_end is not None:
+            epoch_end(epoch)
         if checkpoint is not None:
             save_state(checkpoint, epoch, config, model, optimizer, scheduler, history)
     set_binary_inputs(model, True)

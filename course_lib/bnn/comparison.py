@@ -1,0 +1,147 @@
+"""The report's methods compared under one budget (issue 16): every method of
+:data:`~.methods.METHODS` trained by :func:`~.methods.train_method` on the same data, with
+the same epochs and recipe, for every seed of the settings; then a further seed for the
+methods that end within a point of another one, while the stated budget allows.
+
+The result is the chapter's metrics dict (the layout of ``results/bnn_methods.json``):
+``methods`` (one entry per method: ``test_accuracy_mean`` as a fraction, ``seeds``,
+``epochs``, ``minutes`` (mean training minutes per seed), the mean per-epoch curves
+``test_accuracy``, ``flips`` and ``latent_accuracy``, and ``runs``, one entry per seed),
+``budget_minutes`` (the stated budget), ``minutes`` (this run's total), ``close`` (the
+methods within ``close_within`` of another after the first seeds), ``skipped`` (second
+seeds the budget did not allow).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data import Loaders
+from .methods import METHODS, NEED_TEACHER, MethodRun, check_method, train_method
+from .settings import MethodsSettings
+
+#: Two methods whose mean test accuracies differ by less than this (a fraction, one
+#: point) get a further seed each.
+CLOSE_WITHIN = 0.01
+
+
+def training_order(methods: tuple[str, ...]) -> list[str]:
+    """``methods`` with ``"fp"`` first: it is the teacher of :data:`NEED_TEACHER`."""
+    for method in methods:
+        check_method(method)
+    if any(m in NEED_TEACHER for m in methods) and "fp" not in methods:
+        raise ValueError(f"{', '.join(NEED_TEACHER)} learn from 'fp': include 'fp' in methods")
+    return sorted(methods, key=lambda m: m != "fp")
+
+
+def close_methods(means: dict[str, float], within: float = CLOSE_WITHIN) -> list[str]:
+    """The methods whose mean accuracy lies within ``within`` of another method's,
+    closest pair first (ties in method order)."""
+    gaps = {}
+    for a in means:
+        for b in means:
+            if a != b and abs(means[a] - means[b]) < within:
+                gaps[a] = min(gaps.get(a, within), abs(means[a] - means[b]))
+    return sorted(gaps, key=lambda m: (gaps[m], list(means).index(m)))
+
+
+def run_entry(run: MethodRun) -> dict:
+    """One seed's curves (fractions and counts per epoch) and training minutes."""
+    return {
+        "seed": run.seed,
+        "test_accuracy": run.test_accuracy,
+        "flips": run.flips,
+        "latent_accuracy": run.latent_accuracy,
+        "minutes": sum(run.epoch_time_s) / 60,
+    }
+
+
+def mean_curve(runs: list[dict], key: str) -> list[float] | None:
+    curves = [r[key] for r in runs]
+    return None if curves[0] is None else np.mean(curves, axis=0).tolist()
+
+
+def method_entry(runs: list[dict], epochs: int, estimate_min: float | None) -> dict:
+    """A method's entry of ``metrics["methods"]``: means over its seeds."""
+    return {
+        "test_accuracy_mean": float(np.mean([r["test_accuracy"][-1] for r in runs])),
+        "seeds": [r["seed"] for r in runs],
+        "epochs": epochs,
+        "minutes": float(np.mean([r["minutes"] for r in runs])),
+        "estimate_min": estimate_min,
+        "test_accuracy": mean_curve(runs, "test_accuracy"),
+        "flips": mean_curve(runs, "flips"),
+        "latent_accuracy": mean_curve(runs, "latent_accuracy"),
+        "runs": runs,
+    }
+
+
+def compare_methods(
+    loaders: Loaders,
+    settings: MethodsSettings,
+    seeds: tuple[int, ...] | None = None,
+    methods: tuple[str, ...] = METHODS,
+    progress: bool = True,
+) -> dict:
+    """Train every method of ``methods`` for every seed of ``seeds`` (default
+    ``settings.seeds``), then ``settings.close_extra_seeds`` further seeds (the next
+    integers after the largest of ``seeds``) for each method within :data:`CLOSE_WITHIN`
+    of another, closest first, as long as the run's minutes plus the
+    method's estimate stay within ``settings.budget_min``. The teacher of
+    :data:`NEED_TEACHER` is the ``fp`` network of the first seed, for every seed."""
+    seeds = tuple(settings.seeds if seeds is None else seeds)
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed")
+    started = time.perf_counter()
+    order = training_order(methods)
+    runs: dict[str, list[dict]] = {m: [] for m in order}
+    teacher = None
+    jobs = [(m, s) for s in seeds for m in order]
+    bar = tqdm(jobs, desc="methods", disable=not progress)
+    for method, seed in bar:
+        bar.set_postfix_str(f"{method}, seed {seed}")
+        run = train_one(method, loaders, settings, seed, teacher)
+        if method == "fp" and teacher is None:
+            teacher = run.model
+        runs[method].append(run_entry(run))
+    means = {m: float(np.mean([r["test_accuracy"][-1] for r in runs[m]])) for m in order}
+    close = close_methods(means)
+    skipped = []
+    more = range(max(seeds) + 1, max(seeds) + 1 + settings.close_extra_seeds)
+    extra = [(m, s) for s in more for m in close]
+    for method, seed in tqdm(extra, desc="second seeds", disable=not progress or not extra):
+        spent = (time.perf_counter() - started) / 60
+        if spent + settings.estimate_min.get(method, 0.0) > settings.budget_min:
+            skipped.append({"method": method, "seed": seed})
+            continue
+        runs[method].append(run_entry(train_one(method, loaders, settings, seed, teacher)))
+    epochs = settings.train.epochs
+    return {
+        "methods": {
+            m: method_entry(runs[m], epochs, settings.estimate_min.get(m)) for m in methods
+        },
+        "budget_minutes": settings.budget_min,
+        "minutes": (time.perf_counter() - started) / 60,
+        "close": close,
+        "close_within": CLOSE_WITHIN,
+        "skipped": skipped,
+        "train_images": len(loaders.train.labels),
+        "test_images": len(loaders.test.labels),
+    }
+
+
+def train_one(method, loaders, settings: MethodsSettings, seed: int, teacher) -> MethodRun:
+    """One method, one seed, with the settings' recipe (no inner progress bar)."""
+    return train_method(
+        method,
+        loaders,
+        settings.train,
+        settings.net,
+        seed,
+        options=settings.options,
+        teacher=teacher if method in NEED_TEACHER else None,
+        progress=False,
+    )

@@ -1,0 +1,95 @@
+"""The methods' comparison (:mod:`course_lib.bnn.comparison`): a second seed exactly for
+the methods within a point of another, inside the budget, and the chapter's table and
+figures drawn from its metrics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from course_lib import bnn
+from course_lib.bnn import plots, summary
+from course_lib.bnn.comparison import close_methods, compare_methods, training_order
+from course_lib.bnn.settings import methods_settings
+from course_lib.data import Loaders, TensorLoader
+
+torch.set_num_threads(1)
+METHODS = ("ste", "uncertainty", "fp")
+
+
+def tiny_loaders(n: int = 8, size: int = 8) -> Loaders:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, size, size, generator=g)
+    y = torch.arange(n) % 4
+    train = TensorLoader(x, y, batch_size=n // 2, shuffle=True, seed=0)
+    test = TensorLoader(x, y, batch_size=n)
+    return Loaders(train, test, test)
+
+
+def tiny_settings(budget_min: float) -> bnn.settings.MethodsSettings:
+    quick = methods_settings("quick")
+    train = bnn.BinaryTrainConfig(epochs=2, warmup_epochs=0.5)
+    return replace(quick, train=train, seeds=(0,), close_extra_seeds=1, budget_min=budget_min)
+
+
+def test_close_methods_are_those_within_a_point_of_another_closest_first():
+    means = {"a": 0.500, "b": 0.505, "c": 0.600, "d": 0.498, "e": 0.700}
+    assert close_methods(means) == ["a", "d", "b"]
+    assert close_methods({"a": 0.5, "b": 0.52}) == []
+
+
+def test_fp_trains_first_and_teacher_methods_need_it():
+    assert training_order(("ste", "bdbnn", "fp")) == ["fp", "ste", "bdbnn"]
+    with pytest.raises(ValueError, match="include 'fp'"):
+        training_order(("ste", "bdbnn"))
+    with pytest.raises(ValueError, match="unknown method"):
+        training_order(("ste", "xnor++"))
+
+
+@pytest.fixture(scope="module")
+def compared():
+    return compare_methods(tiny_loaders(), tiny_settings(1e3), methods=METHODS, progress=False)
+
+
+def test_close_methods_get_a_second_seed_and_the_others_do_not(compared):
+    first = {k: e["runs"][0]["test_accuracy"][-1] for k, e in compared["methods"].items()}
+    assert compared["close"] == close_methods(first)
+    for method, e in compared["methods"].items():
+        assert e["seeds"] == ([0, 1] if method in compared["close"] else [0])
+        finals = [r["test_accuracy"][-1] for r in e["runs"]]
+        assert e["test_accuracy_mean"] == pytest.approx(sum(finals) / len(finals))
+        assert e["epochs"] == 2 and len(e["test_accuracy"]) == 2
+    assert compared["skipped"] == []
+    assert list(compared["methods"]) == list(METHODS)
+    json.dumps(compared)  # the results file's layout
+
+
+def test_second_seeds_beyond_the_budget_are_skipped_and_listed():
+    m = compare_methods(tiny_loaders(), tiny_settings(0.0), methods=METHODS, progress=False)
+    assert all(e["seeds"] == [0] for e in m["methods"].values())
+    assert [s["method"] for s in m["skipped"]] == m["close"]
+
+
+def test_table_and_figures_come_from_the_metrics(compared):
+    table = summary.methods_table(compared).data
+    for e in compared["methods"].values():
+        assert f"{100 * e['test_accuracy_mean']:.2f}" in table
+    assert "92.1" in table  # the report's full-precision row
+    assert "Budget" in summary.methods_conclusion(compared).data
+    assert len(plots.method_curves(compared).axes[0].lines) == len(METHODS)
+    assert len(plots.weight_flips(compared).axes[0].lines) == 2
+
+
+def test_an_empty_seed_list_is_refused():
+    with pytest.raises(ValueError, match="at least one seed"):
+        compare_methods(tiny_loaders(), tiny_settings(1.0), seeds=(), methods=METHODS)
+
+
+def test_the_full_profile_fits_its_budget_and_reruns_close_methods():
+    full = methods_settings("full")
+    assert full.budget_min <= 90 and sum(full.estimate_min.values()) <= full.budget_min
+    assert full.close_extra_seeds >= 1
+    assert set(full.estimate_min) == set(bnn.METHODS)

@@ -1,0 +1,134 @@
+"""Every method of :mod:`course_lib.bnn.methods` trains on the binary ResNet-20: a step or
+two on tiny data, seeded, twice, and the packed engine still matches the trained model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_lib import bnn
+from course_lib.bnn.methods import method_net, train_method
+from course_lib.bnn.settings import STE_NET, methods_settings
+from course_lib.data import Loaders, TensorLoader
+from course_lib.models import resnet20
+from course_lib.train import seed_everything
+
+torch.set_num_threads(1)
+
+
+def tiny_loaders(n: int = 8, size: int = 8) -> Loaders:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, size, size, generator=g)
+    y = torch.arange(n) % 4
+    train = TensorLoader(x, y, batch_size=n // 2, shuffle=True, seed=0)
+    test = TensorLoader(x, y, batch_size=n)
+    return Loaders(train, test, test)
+
+
+def teacher() -> torch.nn.Module:
+    seed_everything(5)
+    return resnet20()
+
+
+CONFIG = bnn.BinaryTrainConfig(epochs=1, warmup_epochs=0.5)
+
+
+def run(method: str, seed: int = 0) -> bnn.MethodRun:
+    return train_method(
+        method, tiny_loaders(), CONFIG, STE_NET, seed, teacher=teacher(), progress=False
+    )
+
+
+@pytest.mark.parametrize("method", bnn.METHODS)
+def test_every_method_trains_and_repeats_its_numbers_with_a_seed(method):
+    first, second = run(method), run(method)
+    assert len(first.test_accuracy) == 1 and first.epochs == 1
+    assert first.test_accuracy == second.test_accuracy
+    assert first.flips == second.flips and first.latent_accuracy == second.latent_accuracy
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    seed_everything(0)
+    fresh = bnn.methods.build_model(method, STE_NET, bnn.MethodOptions())
+    moved = [k for k, v in fresh.state_dict().items() if not torch.equal(v, a[k])]
+    assert any(k.endswith("weight") for k in moved), "training changed no weight"
+
+
+def test_flips_are_counted_for_ste_and_uncertainty_only():
+    assert isinstance(run("ste").flips[0], int) and run("ste").flips[0] > 0
+    assert run("uncertainty").flips is not None
+    assert run("recu").flips is None and run("fp").flips is None
+    assert run("latent_bn").latent_accuracy is not None and run("dabnn").latent_accuracy is None
+
+
+def test_a_different_seed_gives_a_different_network():
+    a, b = run("ste", 0).model.state_dict(), run("ste", 1).model.state_dict()
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_methods_check_their_arguments():
+    with pytest.raises(ValueError, match="unknown method"):
+        train_method("xnor++", tiny_loaders(), CONFIG, STE_NET)
+    with pytest.raises(ValueError, match="teacher"):
+        train_method("bdbnn", tiny_loaders(), CONFIG, STE_NET)
+    with pytest.raises(ValueError, match="certainty"):
+        bnn.BinaryNetConfig(certainty=1.5)
+    with pytest.raises(ValueError):
+        methods_settings("medium")
+
+
+def test_features_are_what_the_classifier_reads():
+    model = bnn.binary_resnet20(STE_NET).eval()
+    x = torch.randn(2, 3, 8, 8)
+    features = model.features(x)
+    assert features.shape == (2, STE_NET.widths[-1])
+    assert torch.equal(model.head[-1](features), model(x))
+
+
+@pytest.mark.parametrize("method", ["ste", "recu", "latent_bn", "uncertainty"])
+def test_packed_engine_matches_a_trained_method(method):
+    model = run(method).model.eval()
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        want = model(x)
+    got = bnn.PackedResNet.from_model(model, "torch")(x)
+    assert torch.equal(got, want), f"{(got - want).abs().max().item():.3g}"
+
+
+def test_packing_and_inference_use_the_held_signs_not_the_latent_ones():
+    model = run("uncertainty").model.eval()
+    conv = model.stages[0].conv1
+    held = conv.tracker.previous.clone()
+    with torch.no_grad():
+        conv.weight.neg_()  # every latent sign flips; the held signs must not
+    assert torch.equal(conv.export_binary()["sign"], held)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        want = model(x)
+    assert torch.equal(bnn.PackedResNet.from_model(model, "torch")(x), want)
+
+
+def test_packing_refuses_dabnn_amplitudes():
+    model = bnn.binary_resnet20(method_net("dabnn", STE_NET, bnn.MethodOptions()))
+    with pytest.raises(NotImplementedError, match="amplitude"):
+        bnn.PackedResNet.from_model(model, "torch")
+
+
+def test_eval_folds_the_binary_path_statistics_of_the_dual_batchnorm():
+    block = run("latent_bn").model.eval().stages[0]
+    mean_b, _ = block.bn1.statistics("binary")
+    mean_w, _ = block.bn1.statistics("latent")
+    assert not torch.allclose(mean_b, mean_w)
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        unfolded = block.bn1(block.conv1(x), "binary")
+        folded = bnn.resnet.folded(block.conv1, block.bn1, x)
+    assert torch.allclose(folded, unfolded, atol=1e-4)
+
+
+def test_the_certainty_sign_flips_fewer_weights_than_plain_ste():
+    held, plain = run("uncertainty").flips[0], run("ste").flips[0]
+    assert 0 <= held < plain
+    gate_open = bnn.MethodOptions(certainty=1.0)
+    loaders = tiny_loaders()
+    same = train_method("uncertainty", loaders, CONFIG, STE_NET, 0, gate_open, progress=False)
+    assert same.flips[0] == plain
