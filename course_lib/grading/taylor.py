@@ -32,9 +32,10 @@ from .checks import CheckFailed
 RTOL, ATOL = 1e-4, 1e-10
 
 #: Test accuracy (a fraction, on the quick profile's 600 test images of automobile vs truck)
-#: the pruned network must reach. Taylor ranking clears it; random ranking does not (both
-#: measured in tests/test_grading_taylor.py).
-TAYLOR_MIN_ACCURACY = 0.80
+#: the pruned network must reach. Measured with the committed source network (2026-11-27):
+#: the Taylor ranking reached 84.7, 88.0 and 86.0 % (data seeds 0-2), a random ranking
+#: 80.3, 74.2 and 50.5 % (seeds 0-2); tests/test_grading_taylor.py checks both sides.
+TAYLOR_MIN_ACCURACY = 0.82
 
 Scores = dict[str, torch.Tensor]
 
@@ -55,20 +56,20 @@ TAYLOR_HOMEWORK = {
     # graded: a few minutes on a laptop CPU
     "quick": TaylorHomework(
         data=DataSettings(train_per_class=313, val_per_class=50, test_per_class=300, batch_size=64),
-        transfer=finetune_config(4),
-        finetune=finetune_config(1),
+        transfer=finetune_config(4, lr=0.05),
+        finetune=finetune_config(2, lr=0.02),
         rounds=2,
-        filters_per_round=450,
+        filters_per_round=300,
     ),
     # all 2,000 test images, the chapter's fine-tuning (about 10 minutes on 2 cores)
     "full": TaylorHomework(
         data=DataSettings(
             train_per_class=313, val_per_class=None, test_per_class=None, batch_size=64
         ),
-        transfer=finetune_config(15),
-        finetune=finetune_config(5),
+        transfer=finetune_config(15, lr=0.05),
+        finetune=finetune_config(5, lr=0.02),
         rounds=2,
-        filters_per_round=450,
+        filters_per_round=300,
     ),
 }
 
@@ -136,8 +137,9 @@ def fixed_batches(
 
 
 def _check_scores(got, want: Scores, what: str, hint: str) -> None:
-    if not isinstance(got, dict) or list(got) != list(want):
-        keys = list(got) if isinstance(got, dict) else type(got).__name__
+    # the keys in any order: hooks on the backward pass meet the layers last to first
+    if not isinstance(got, dict) or set(got) != set(want):
+        keys = sorted(got, key=str) if isinstance(got, dict) else type(got).__name__
         raise CheckFailed(
             f"{what}: got {keys}, expected a dict with one entry per conv layer, {list(want)}"
         )
