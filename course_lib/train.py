@@ -165,7 +165,9 @@ def fit(
     scheduler = make_scheduler(optimizer, config, config.epochs * len(train_loader))
     history, start_epoch = History(), 0
     if checkpoint is not None and Path(checkpoint).exists():
-        start_epoch, history = _resume(checkpoint, config, model, optimizer, scheduler)
+        start_epoch, history = resume_training_state(
+            checkpoint, config, model, optimizer, scheduler
+        )
     autocast = use_autocast(config, device)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not progress)
@@ -187,16 +189,7 @@ def fit(
         last_val = f"{history.val_accuracy[-1]:.3f}" if history.val_accuracy else "-"
         epochs.set_postfix(loss=f"{train_loss:.3f}", val_acc=last_val)
         if checkpoint is not None:
-            state = {
-                "epoch": epoch + 1,
-                "config": asdict(config),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": asdict(history),
-            }
-            with atomic_path(checkpoint) as tmp:
-                torch.save(state, tmp)
+            save_training_state(checkpoint, epoch + 1, config, model, optimizer, scheduler, history)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     return history
@@ -219,11 +212,31 @@ def _train_one_epoch(model, loader, optimizer, scheduler, loss_fn, autocast, dev
     return total_loss / seen, correct / seen
 
 
-def _resume(checkpoint, config, model, optimizer, scheduler) -> tuple[int, History]:
-    state = torch.load(checkpoint, map_location=next(model.parameters()).device, weights_only=True)
+def save_training_state(
+    path, epochs_done: int, config, model, optimizer, scheduler, history: History
+) -> None:
+    """Write what a resumed run needs after ``epochs_done`` epochs (atomically: an
+    interrupted write leaves the previous state). ``config``: the run's settings dataclass."""
+    state = {
+        "epoch": epochs_done,
+        "config": asdict(config),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": asdict(history),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def resume_training_state(path, config, model, optimizer, scheduler) -> tuple[int, History]:
+    """Load a state written by :func:`save_training_state` into ``model``, ``optimizer`` and
+    ``scheduler``; returns the epochs done and the history. A state written with other
+    settings is refused and left untouched."""
+    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
     if state["config"] != asdict(config):
         raise ValueError(
-            f"checkpoint {checkpoint} was written with a different TrainConfig "
+            f"checkpoint {path} was written with a different {type(config).__name__} "
             f"({state['config']}); it is left untouched. Pass another checkpoint path, or "
             f"delete this file to start over."
         )

@@ -26,7 +26,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,8 +34,13 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ..paths import atomic_path
-from ..train import History, evaluate, use_autocast
+from ..train import (
+    History,
+    evaluate,
+    resume_training_state,
+    save_training_state,
+    use_autocast,
+)
 from .layers import binary_layers, set_binary_inputs, set_tau
 from .recu import check_tau, tau_schedule
 
@@ -226,7 +231,9 @@ def fit_binary(
     )
     history, start_epoch = History(), 0
     if checkpoint is not None and Path(checkpoint).exists():
-        start_epoch, history = resume(checkpoint, config, model, optimizer, scheduler)
+        start_epoch, history = resume_training_state(
+            checkpoint, config, model, optimizer, scheduler
+        )
     step_fn = Step(model, teacher, config, use_autocast(config, device), device, objective)
     epochs = tqdm(range(start_epoch, config.epochs), desc="epochs (binary)", disable=not progress)
     for epoch in epochs:
@@ -254,38 +261,12 @@ def fit_binary(
             history.val_loss.append(val_loss)
             history.val_accuracy.append(val_acc)
         history.epoch_time_s.append(time.perf_counter() - start)
-        epochs.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_acc=history.val_accuracy[-1:])
+        last_val = f"{history.val_accuracy[-1]:.3f}" if history.val_accuracy else "-"
+        epochs.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_acc=last_val)
         if epoch_end is not None:
             epoch_end(epoch)
         if checkpoint is not None:
-            save_state(checkpoint, epoch, config, model, optimizer, scheduler, history)
+            save_training_state(checkpoint, epoch + 1, config, model, optimizer, scheduler, history)
     set_binary_inputs(model, True)
     set_tau(model, config.tau_end)
     return history
-
-
-def save_state(path, epoch, config, model, optimizer, scheduler, history) -> None:
-    state = {
-        "epoch": epoch + 1,
-        "config": asdict(config),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "history": asdict(history),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def resume(path, config, model, optimizer, scheduler) -> tuple[int, History]:
-    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
-    if state["config"] != asdict(config):
-        raise ValueError(
-            f"checkpoint {path} was written with a different BinaryTrainConfig "
-            f"({state['config']}); it is left untouched. Pass another checkpoint path, or "
-            f"delete this file to start over."
-        )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return state["epoch"], History(**state["history"])
