@@ -108,6 +108,8 @@ def shrink_image(data: str, mime: str, max_width: int = MAX_IMAGE_WIDTH_PX) -> s
     raw = base64.b64decode(data)
     image = Image.open(io.BytesIO(raw))
     image.load()
+    if mime == "image/png" and image.mode == "P" and image.width <= max_width:
+        return data  # already shrunk: trimming a trimmed run changes nothing
     if image.width > max_width:
         height = round(image.height * max_width / image.width)
         image = image.resize((max_width, height), Image.Resampling.LANCZOS)
