@@ -519,13 +519,15 @@ class Sandbox:
                 arguments += ["--symlink", os.readlink(path), str(path)]
             elif path.is_dir():
                 arguments += ["--ro-bind", str(path), str(path)]
+        # the private /tmp first: a course or Python environment that lives under /tmp is
+        # then bound on top of it (bubblewrap applies the mounts in order)
+        arguments += ["--bind", str(self.tmp), "/tmp"]
         for folder in _outermost(self.readable):
             arguments += [*parents(str(folder)), "--ro-bind", str(folder), str(folder)]
         for folder in self.hidden:
             if any(folder.is_relative_to(r) for r in self.readable):
                 arguments += ["--tmpfs", str(folder)]
         arguments += ["--proc", "/proc", "--dev", "/dev"]
-        arguments += ["--bind", str(self.tmp), "/tmp"]
         for folder in [*self.writable, *self.shared]:
             arguments += [*parents(str(folder)), "--bind", str(folder), str(folder)]
         arguments += [*parents(self.cwd), "--bind", str(self.work), self.cwd, "--chdir", self.cwd]
