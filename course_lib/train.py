@@ -179,15 +179,7 @@ def fit(
         train_loss, train_acc = _train_one_epoch(
             model, train_loader, optimizer, scheduler, loss_fn, autocast, device
         )
-        history.train_loss.append(train_loss)
-        history.train_accuracy.append(train_acc)
-        if val_loader is not None:
-            val_loss, val_acc = evaluate(model, val_loader)
-            history.val_loss.append(val_loss)
-            history.val_accuracy.append(val_acc)
-        history.epoch_time_s.append(time.perf_counter() - start)
-        last_val = f"{history.val_accuracy[-1]:.3f}" if history.val_accuracy else "-"
-        epochs.set_postfix(loss=f"{train_loss:.3f}", val_acc=last_val)
+        record_epoch(history, train_loss, train_acc, model, val_loader, start, epochs)
         if checkpoint is not None:
             save_training_state(checkpoint, epoch + 1, config, model, optimizer, scheduler, history)
         if on_epoch_end is not None:
@@ -210,6 +202,30 @@ def _train_one_epoch(model, loader, optimizer, scheduler, loss_fn, autocast, dev
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
     return total_loss / seen, correct / seen
+
+
+def record_epoch(
+    history: History,
+    train_loss: float,
+    train_acc: float,
+    model: nn.Module,
+    val_loader,
+    started: float,
+    bar=None,
+) -> None:
+    """Append one finished epoch to ``history``: its training loss and accuracy, the
+    validation loss and accuracy (when ``val_loader`` is given), and its time in seconds since
+    ``started`` (a ``time.perf_counter()`` value); show loss and accuracy on the tqdm ``bar``."""
+    history.train_loss.append(train_loss)
+    history.train_accuracy.append(train_acc)
+    if val_loader is not None:
+        val_loss, val_acc = evaluate(model, val_loader)
+        history.val_loss.append(val_loss)
+        history.val_accuracy.append(val_acc)
+    history.epoch_time_s.append(time.perf_counter() - started)
+    if bar is not None:
+        last_val = f"{history.val_accuracy[-1]:.3f}" if history.val_accuracy else "-"
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=last_val)
 
 
 def save_training_state(

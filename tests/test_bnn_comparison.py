@@ -9,24 +9,15 @@ from dataclasses import replace
 
 import pytest
 import torch
+from test_bnn_method_training import tiny_loaders
 
 from course_lib import bnn
 from course_lib.bnn import plots, summary
 from course_lib.bnn.comparison import close_methods, compare_methods, training_order
 from course_lib.bnn.settings import methods_settings
-from course_lib.data import Loaders, TensorLoader
 
 torch.set_num_threads(1)
 METHODS = ("ste", "uncertainty", "fp")
-
-
-def tiny_loaders(n: int = 8, size: int = 8) -> Loaders:
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 3, size, size, generator=g)
-    y = torch.arange(n) % 4
-    train = TensorLoader(x, y, batch_size=n // 2, shuffle=True, seed=0)
-    test = TensorLoader(x, y, batch_size=n)
-    return Loaders(train, test, test)
 
 
 def tiny_settings(budget_min: float) -> bnn.settings.MethodsSettings:

@@ -42,17 +42,13 @@ class SignSTE(torch.autograd.Function):
         return grad * (x.abs() <= 1).to(grad.dtype)
 
 
-class ApproxSign(torch.autograd.Function):
-    """``sign`` forward; Bi-Real's ApproxSign backward: ``grad * max(2 - 2|x|, 0)``.
+class ApproxSign(SignSTE):
+    """``sign`` forward (that of :class:`SignSTE`); Bi-Real's ApproxSign backward:
+    ``grad * max(2 - 2|x|, 0)``.
 
     ApproxSign is ``2x + x^2`` on [-1, 0), ``2x - x^2`` on [0, 1) and ``sign`` outside: its
     derivative is a triangle of area 2, peaked at 0 (where ``sign`` jumps).
     """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return sign(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..train import (
     History,
-    evaluate,
+    record_epoch,
     resume_training_state,
     save_training_state,
     use_autocast,
@@ -254,15 +254,7 @@ def fit_binary(
             total_loss += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
-        history.train_loss.append(total_loss / seen)
-        history.train_accuracy.append(correct / seen)
-        if val_loader is not None:
-            val_loss, val_acc = evaluate(model, val_loader)
-            history.val_loss.append(val_loss)
-            history.val_accuracy.append(val_acc)
-        history.epoch_time_s.append(time.perf_counter() - start)
-        last_val = f"{history.val_accuracy[-1]:.3f}" if history.val_accuracy else "-"
-        epochs.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_acc=last_val)
+        record_epoch(history, total_loss / seen, correct / seen, model, val_loader, start, epochs)
         if epoch_end is not None:
             epoch_end(epoch)
         if checkpoint is not None:
