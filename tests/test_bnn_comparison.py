@@ -17,7 +17,7 @@ from course_lib.bnn.comparison import close_methods, compare_methods, training_o
 from course_lib.bnn.settings import methods_settings
 
 torch.set_num_threads(1)
-METHODS = ("ste", "uncertainty", "fp")
+METHODS = ("ste", "dabnn", "uncertainty", "fp")
 
 
 def tiny_settings(budget_min: float) -> bnn.settings.MethodsSettings:
@@ -72,6 +72,26 @@ def test_table_and_figures_come_from_the_metrics(compared):
     assert "Budget" in summary.methods_conclusion(compared).data
     assert len(plots.method_curves(compared).axes[0].lines) == len(METHODS)
     assert len(plots.weight_flips(compared).axes[0].lines) == 2
+
+
+def test_every_binary_network_runs_packed_and_dabnn_amplitudes_are_timed(compared):
+    packed = compared["packed"]
+    assert sorted(packed) == ["dabnn", "ste", "uncertainty"]
+    for e in packed.values():
+        assert e["images"] == 8 and e["same_prediction"] == 1.0
+        assert e["max_abs_logit_difference"] < 1e-4
+    cost = compared["amplitude_cost"]
+    assert set(cost["latency_ms"]) == {"plain binary, packed", "DA-BNN, packed"}
+    assert cost["latency_ms"]["DA-BNN, packed"]["rounds"] == 5
+    assert cost["amplitude_parameters"] == sum(
+        p.numel()
+        for n, p in bnn.binary_resnet20(
+            bnn.methods.method_net("dabnn", bnn.settings.STE_NET, bnn.MethodOptions())
+        ).named_parameters()
+        if ".amp" in n
+    )
+    text = summary.deployment_table(compared).data
+    assert "DA-BNN's amplitudes" in text and "100.00" in text
 
 
 def test_an_empty_seed_list_is_refused():

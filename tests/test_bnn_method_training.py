@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from course_lib import bnn
-from course_lib.bnn.methods import method_net, train_method
+from course_lib.bnn.methods import train_method
 from course_lib.bnn.settings import STE_NET, methods_settings
 from course_lib.data import Loaders, TensorLoader
 from course_lib.models import resnet20
@@ -84,7 +84,7 @@ def test_features_are_what_the_classifier_reads():
     assert torch.equal(model.head[-1](features), model(x))
 
 
-@pytest.mark.parametrize("method", ["ste", "recu", "latent_bn", "uncertainty"])
+@pytest.mark.parametrize("method", ["ste", "recu", "dabnn", "latent_bn", "uncertainty"])
 def test_packed_engine_matches_a_trained_method(method):
     model = run(method).model.eval()
     x = torch.randn(4, 3, 8, 8)
@@ -107,10 +107,19 @@ def test_packing_and_inference_use_the_held_signs_not_the_latent_ones():
     assert torch.equal(bnn.PackedResNet.from_model(model, "torch")(x), want)
 
 
-def test_packing_refuses_dabnn_amplitudes():
-    model = bnn.binary_resnet20(method_net("dabnn", STE_NET, bnn.MethodOptions()))
-    with pytest.raises(NotImplementedError, match="amplitude"):
-        bnn.PackedResNet.from_model(model, "torch")
+def test_dabnn_amplitudes_run_after_the_kernel_and_survive_the_file(tmp_path):
+    model = run("dabnn").model.eval()
+    engine = bnn.PackedResNet.from_model(model, "torch")
+    assert all(layer.tail is not None for layer in engine.layers)
+    assert "18 with DA-BNN amplitudes" in engine.describe()
+    bnn.save_packed(engine, tmp_path / "dabnn.cbnn")
+    loaded = bnn.load_packed(tmp_path / "dabnn.cbnn", "torch")
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        want = model(x)
+    assert torch.equal(loaded(x), want)
+    if bnn.kernel_available():
+        assert torch.allclose(bnn.load_packed(tmp_path / "dabnn.cbnn", "cpp")(x), want, atol=1e-5)
 
 
 def test_eval_folds_the_binary_path_statistics_of_the_dual_batchnorm():

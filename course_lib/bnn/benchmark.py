@@ -7,7 +7,9 @@ intervals, one thread, batch 1).
   x ``size`` map, ``C`` in and out channels), for several ``C``;
 - :func:`network_benchmark`: the packed binary ResNet-20 against its float32 twin in
   PyTorch and in ONNX Runtime, and how long the packed network's full-precision stem and
-  head take.
+  head take;
+- :func:`amplitude_benchmark`: what DA-BNN's data-adaptive amplitudes cost at inference,
+  the packed DA-BNN network against a packed plain binary network of the same shape.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .. import measure
 from .binarize import sign
 from .engine import PackedResNet
 from .kernel import PackedConv, kernel_path
+from .resnet import BinaryResNet
 
 
 def conv_runners(channels: int, size: int = 8, kernel: int = 3, seed: int = 0) -> dict:
@@ -96,3 +99,32 @@ def network_benchmark(
         ).as_dict(),
         "full_precision_share": full_precision_ms / binary_ms,
     }
+
+
+def amplitude_benchmark(
+    plain: BinaryResNet,
+    adaptive: BinaryResNet,
+    rounds: int = 30,
+    calls: int = 10,
+    warmup: int = 10,
+) -> dict:
+    """The packed DA-BNN network (``adaptive``: the kernel, then the amplitudes, BatchNorm,
+    shortcut and activation as PyTorch operations) against the packed ``plain`` network of
+    the same shape (everything fused in the kernel), one thread, batch 1. Returns
+    :meth:`~course_lib.measure.Comparison.as_dict` with the plain network as the baseline
+    (a speed-up below 1: the amplitudes' slowdown), plus ``amplitude_parameters``."""
+    x = measure.example_input(1)
+    engines = {
+        "plain binary, packed": PackedResNet.from_model(plain),
+        "DA-BNN, packed": PackedResNet.from_model(adaptive),
+    }
+    runners = {
+        name: measure.Runner(lambda e=engine: e(x), engine.describe(), 1)
+        for name, engine in engines.items()
+    }
+    result = measure.compare(runners, rounds, calls, warmup, threads=1)
+    out = result.as_dict(baseline="plain binary, packed")
+    out["amplitude_parameters"] = sum(
+        p.numel() for name, p in adaptive.named_parameters() if ".amp" in name
+    )
+    return out

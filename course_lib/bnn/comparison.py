@@ -1,7 +1,10 @@
 """The report's methods compared under one budget (issue 16): every method of
 :data:`~.methods.METHODS` trained by :func:`~.methods.train_method` on the same data, with
 the same epochs and recipe, for every seed of the settings; then a further seed for the
-methods that end within a point of another one, while the stated budget allows.
+methods that end within a point of another one, while the stated budget allows. Every
+trained binary network (first seed) then runs in the packed engine on the test images
+(``packed``: its predictions against the PyTorch model's), and DA-BNN's amplitudes are
+timed against the plain network (``amplitude_cost``, :func:`~.benchmark.amplitude_benchmark`).
 
 The result is the chapter's metrics dict (the layout of ``results/bnn_methods.json``):
 ``methods`` (one entry per method: ``test_accuracy_mean`` as a fraction, ``seeds``,
@@ -9,7 +12,8 @@ The result is the chapter's metrics dict (the layout of ``results/bnn_methods.js
 ``test_accuracy``, ``flips`` and ``latent_accuracy``, and ``runs``, one entry per seed),
 ``budget_minutes`` (the stated budget), ``minutes`` (this run's total), ``close`` (the
 methods within ``close_within`` of another after the first seeds), ``skipped`` (second
-seeds the budget did not allow).
+seeds the budget did not allow), ``packed`` (per binary method: images, same-prediction
+fraction, max logit difference, packed accuracy) and ``amplitude_cost``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import Loaders
+from .benchmark import amplitude_benchmark
+from .engine import PackedResNet
+from .experiment import compare_logits
 from .methods import METHODS, NEED_TEACHER, MethodRun, check_method, train_method
 from .settings import MethodsSettings
 
@@ -99,6 +106,8 @@ def compare_methods(
     order = training_order(methods)
     runs: dict[str, list[dict]] = {m: [] for m in order}
     teacher = None
+    packed: dict[str, dict] = {}
+    first_models = {}
     jobs = [(m, s) for s in seeds for m in order]
     bar = tqdm(jobs, desc="methods", disable=not progress)
     for method, seed in bar:
@@ -106,7 +115,16 @@ def compare_methods(
         run = train_one(method, loaders, settings, seed, teacher)
         if method == "fp" and teacher is None:
             teacher = run.model
+        if method != "fp" and method not in packed:
+            packed[method] = compare_logits(run.model, PackedResNet.from_model(run.model), loaders)
+            first_models[method] = run.model
         runs[method].append(run_entry(run))
+    amplitude_cost = None
+    if "dabnn" in first_models and "ste" in first_models:
+        rounds = settings.latency_rounds
+        amplitude_cost = amplitude_benchmark(
+            first_models["ste"], first_models["dabnn"], rounds=rounds
+        )
     means = {m: float(np.mean([r["test_accuracy"][-1] for r in runs[m]])) for m in order}
     close = close_methods(means)
     skipped = []
@@ -130,6 +148,8 @@ def compare_methods(
         "skipped": skipped,
         "train_images": len(loaders.train.labels),
         "test_images": len(loaders.test.labels),
+        "packed": packed,
+        "amplitude_cost": amplitude_cost,
     }
 
 

@@ -25,6 +25,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def eca_kernel_size(channels: int) -> int:
@@ -55,20 +56,46 @@ class DataAdaptiveAmplitude(nn.Module):
         self.channel_conv = nn.Conv1d(1, 1, k_c, padding=k_c // 2, bias=False)
         self.spatial_conv = nn.Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2, bias=False)
 
-    def channel_amplitude(self, m: torch.Tensor) -> torch.Tensor:
-        """Eq. 11: one factor in (0, 1) per sample and channel, shape ``(N, C, 1, 1)``."""
+    def check(self, m: torch.Tensor) -> None:
         if m.dim() != 4 or m.shape[1] != self.channels:
             raise ValueError(
                 f"expected an (N, {self.channels}, H, W) feature map, got shape {tuple(m.shape)}"
             )
-        pooled = m.mean(dim=(2, 3)).unsqueeze(1)  # (N, 1, C): channels as a 1-D signal
-        return torch.sigmoid(self.channel_conv(pooled)).view(m.shape[0], -1, 1, 1)
+
+    def channel_amplitude(self, m: torch.Tensor) -> torch.Tensor:
+        """Eq. 11: one factor in (0, 1) per sample and channel, shape ``(N, C, 1, 1)``."""
+        self.check(m)
+        return channel_amplitude(m, self.channel_conv.weight)
 
     def spatial_amplitude(self, m: torch.Tensor) -> torch.Tensor:
         """Eq. 12: one factor in (0, 1) per sample and pixel, shape ``(N, 1, H, W)``."""
-        stacked = torch.cat([m.mean(dim=1, keepdim=True), m.amax(dim=1, keepdim=True)], dim=1)
-        return torch.sigmoid(self.spatial_conv(stacked))
+        return spatial_amplitude(m, self.spatial_conv.weight)
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
-        m = m * self.channel_amplitude(m)
-        return m * self.spatial_amplitude(m)
+        self.check(m)
+        return apply_amplitude(m, self.channel_conv.weight, self.spatial_conv.weight)
+
+
+def channel_amplitude(m: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Eq. 11 with the 1-D kernel ``weight`` ``(1, 1, k)``: ``(N, C, 1, 1)`` factors."""
+    pooled = m.mean(dim=(2, 3)).unsqueeze(1)  # (N, 1, C): channels as a 1-D signal
+    a = torch.sigmoid(F.conv1d(pooled, weight, padding=weight.shape[-1] // 2))
+    return a.view(m.shape[0], -1, 1, 1)
+
+
+def spatial_amplitude(m: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Eq. 12 with the 2-D kernel ``weight`` ``(1, 2, k, k)``: ``(N, 1, H, W)`` factors."""
+    stacked = torch.cat([m.mean(dim=1, keepdim=True), m.amax(dim=1, keepdim=True)], dim=1)
+    # one weight layout for the model and the packed engine (training can leave the
+    # parameter channels-last, and the two layouts sum in different orders)
+    weight = weight.contiguous()
+    return torch.sigmoid(F.conv2d(stacked, weight, padding=weight.shape[-1] // 2))
+
+
+def apply_amplitude(
+    m: torch.Tensor, channel_weight: torch.Tensor, spatial_weight: torch.Tensor
+) -> torch.Tensor:
+    """``M * A_c(M)``, then times ``A_s`` of that (eq. 10-12), from the two kernels alone:
+    what the packed engine runs (:mod:`.engine`), the same operations as the module."""
+    m = m * channel_amplitude(m, channel_weight)
+    return m * spatial_amplitude(m, spatial_weight)

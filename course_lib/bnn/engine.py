@@ -14,6 +14,13 @@
 The model in eval mode computes the same folded form (:func:`~.resnet.folded`), so for the
 same NCHW input the logits agree to the bit.
 
+DA-BNN's data-adaptive amplitudes (:mod:`.dabnn`) sit between the conv and its BatchNorm
+and depend on the data, so they cannot fold: in such a layer the kernel computes only
+``alpha * dot`` (``scale = alpha``, ``bias = 0``, no epilogue), and the amplitude, the
+BatchNorm, the shortcut and the activation follow as PyTorch operations on the NCHW map
+(:class:`AmplitudeTail`), the same operations the model runs in eval mode. That is the
+amplitudes' price at inference: extra float work and one layout round trip per layer.
+
 The file (:func:`save_packed`) is a small JSON header and the raw bytes of every tensor:
 1 bit per binary weight, float32 for everything else.
 """
@@ -30,9 +37,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..paths import atomic_path
+from .dabnn import DataAdaptiveAmplitude, apply_amplitude
 from .kernel import ACTIVATIONS, PackedConv, kernel_path, load_kernel, resolve_backend
 from .layers import BinaryConv2d
-from .resnet import BinaryResNet, PadShortcut, fold
+from .resnet import BinaryResNet, PadShortcut, fold, running_statistics
 
 MAGIC = b"CBNNPACK"
 VERSION = 1
@@ -56,26 +64,70 @@ def apply_act(
 
 
 @dataclass
+class AmplitudeTail:
+    """What follows the packed dot in a DA-BNN layer, in PyTorch on NCHW maps:
+    ``act(BN(A(alpha * dot)) + residual)``, ``A`` from the two kernels of eq. 11-12."""
+
+    channel_kernel: torch.Tensor
+    spatial_kernel: torch.Tensor
+    bn: dict[str, torch.Tensor]
+
+    def __call__(
+        self, m: torch.Tensor, residual: torch.Tensor, act: str, slope: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``m``: ``alpha * dot`` NHWC; ``residual`` NHWC; returns NHWC float32."""
+        # an NCHW view of the NHWC map (channels-last memory), the layout in which the
+        # model's conv hands its output to the amplitude: the same sums in the same order
+        m = apply_amplitude(m.permute(0, 3, 1, 2), self.channel_kernel, self.spatial_kernel)
+        b = self.bn
+        y = F.batch_norm(
+            m, b["mean"], b["var"], b["weight"], b["bias"], False, 0.0, float(b["eps"])
+        )
+        y = apply_act(y + residual.permute(0, 3, 1, 2), act, slope, channel_dim=1)
+        return y.permute(0, 2, 3, 1).contiguous()
+
+
+@dataclass
 class PackedLayer:
-    """One binary conv with its folded scale and bias, and the activation after the add."""
+    """One binary conv with its folded scale and bias, and the activation after the add.
+    With a DA-BNN ``tail``, ``scale`` is ``alpha`` and ``bias`` zero: the kernel gives
+    ``alpha * dot`` and the tail does the rest."""
 
     conv: PackedConv
     scale: torch.Tensor
     bias: torch.Tensor
     act: str
     slope: torch.Tensor | None
+    tail: AmplitudeTail | None = None
 
     @classmethod
-    def from_modules(cls, conv: BinaryConv2d, bn: nn.BatchNorm2d, act: nn.Module) -> PackedLayer:
+    def from_modules(
+        cls,
+        conv: BinaryConv2d,
+        bn: nn.BatchNorm2d,
+        act: nn.Module,
+        amplitude: DataAdaptiveAmplitude | None = None,
+    ) -> PackedLayer:
         exported = conv.export_binary()
-        scale, bias = fold(conv, bn)
         packed = PackedConv.from_signs(
             exported["sign"], exported["threshold"], conv.stride[0], conv.padding[0]
         )
         slope = act.weight.detach().float().clone() if isinstance(act, nn.PReLU) else None
-        return cls(packed, scale, bias, act_name(act), slope)
+        if amplitude is None:
+            scale, bias = fold(conv, bn)
+            return cls(packed, scale, bias, act_name(act), slope)
+        alpha = exported["alpha"].float()
+        tail = AmplitudeTail(
+            amplitude.channel_conv.weight.detach().float().clone(),
+            amplitude.spatial_conv.weight.detach().float().clone(),
+            {k.split(".")[-1]: v for k, v in bn_tensors("bn", bn).items()},
+        )
+        return cls(packed, alpha, torch.zeros_like(alpha), act_name(act), slope, tail)
 
     def __call__(self, x: torch.Tensor, residual: torch.Tensor, backend: str) -> torch.Tensor:
+        if self.tail is not None:
+            m = self.conv.forward(x, self.scale, self.bias, None, "identity", None, backend)
+            return self.tail(m, residual, self.act, self.slope)
         if backend == "cpp":  # the kernel directly: the checks ran when the layer was packed
             args = self.kernel_args()
             return args[0](x, *args[1:6], residual, *args[6:])
@@ -116,7 +168,11 @@ class PackedResNet:
                 t("bits"), t("threshold"), spec["in_channels"], spec["stride"], spec["padding"]
             )
             slope = tensors.get(f"layers.{i}.slope")
-            self.layers.append(PackedLayer(conv, t("scale"), t("bias"), spec["act"], slope))
+            tail = None
+            if spec.get("amplitude"):
+                bn = {k: t(f"bn.{k}") for k in ("mean", "var", "weight", "bias", "eps")}
+                tail = AmplitudeTail(t("amp.channel"), t("amp.spatial"), bn)
+            self.layers.append(PackedLayer(conv, t("scale"), t("bias"), spec["act"], slope, tail))
 
     # --- building ---------------------------------------------------------------------------
 
@@ -125,12 +181,6 @@ class PackedResNet:
         """Pack a trained binary ResNet (its eval-mode behaviour)."""
         if not isinstance(model, BinaryResNet):
             raise TypeError(f"expected a BinaryResNet, got {type(model).__name__}")
-        if model.cfg.amplitude:
-            raise NotImplementedError(
-                "the packed engine computes BN(alpha * dot) folded into one scale and bias; "
-                "DA-BNN's data-adaptive amplitudes (amplitude=True) sit between the conv and "
-                "its BatchNorm and do not fold: run such a network with the PyTorch model"
-            )
         model = model.cpu().eval()
         conv, bn, act = model.stem
         tensors: dict[str, torch.Tensor] = {"stem.weight": conv.weight.detach().float()}
@@ -148,11 +198,11 @@ class PackedResNet:
                 tensors[f"blocks.{b}.shortcut.weight"] = shortcut[0].weight.detach().float()
                 tensors.update(bn_tensors(f"blocks.{b}.shortcut.bn", shortcut[1]))
             blocks.append({"shortcut": kind, "stride": block.conv1.stride[0]})
-            for c, bn_m, act_m in (
-                (block.conv1, block.bn1, block.act1),
-                (block.conv2, block.bn2, block.act2),
+            for c, bn_m, act_m, amp in (
+                (block.conv1, block.bn1, block.act1, block.amp1),
+                (block.conv2, block.bn2, block.act2, block.amp2),
             ):
-                layer = PackedLayer.from_modules(c, bn_m, act_m)
+                layer = PackedLayer.from_modules(c, bn_m, act_m, amp)
                 i = len(layers)
                 tensors[f"layers.{i}.bits"] = layer.conv.bits
                 tensors[f"layers.{i}.threshold"] = layer.conv.threshold
@@ -160,14 +210,18 @@ class PackedResNet:
                 tensors[f"layers.{i}.bias"] = layer.bias
                 if layer.slope is not None:
                     tensors[f"layers.{i}.slope"] = layer.slope
-                layers.append(
-                    {
-                        "in_channels": layer.conv.in_channels,
-                        "stride": layer.conv.stride,
-                        "padding": layer.conv.padding,
-                        "act": layer.act,
-                    }
-                )
+                spec = {
+                    "in_channels": layer.conv.in_channels,
+                    "stride": layer.conv.stride,
+                    "padding": layer.conv.padding,
+                    "act": layer.act,
+                }
+                if layer.tail is not None:
+                    spec["amplitude"] = True
+                    tensors[f"layers.{i}.amp.channel"] = layer.tail.channel_kernel
+                    tensors[f"layers.{i}.amp.spatial"] = layer.tail.spatial_kernel
+                    tensors.update({f"layers.{i}.bn.{k}": v for k, v in layer.tail.bn.items()})
+                layers.append(spec)
         linear = model.head[-1]
         tensors["head.weight"] = linear.weight.detach().float()
         tensors["head.bias"] = linear.bias.detach().float()
@@ -237,13 +291,17 @@ class PackedResNet:
 
     def describe(self) -> str:
         path = kernel_path() if self.backend == "cpp" else "pure PyTorch"
-        return f"packed binary ResNet ({len(self.layers)} binary convs, {path})"
+        amplitudes = sum(layer.tail is not None for layer in self.layers)
+        extra = f", {amplitudes} with DA-BNN amplitudes in PyTorch" if amplitudes else ""
+        return f"packed binary ResNet ({len(self.layers)} binary convs{extra}, {path})"
 
 
 def bn_tensors(prefix: str, bn: nn.BatchNorm2d) -> dict[str, torch.Tensor]:
+    """An eval-mode BatchNorm's tensors (a dual BatchNorm's binary-path statistics)."""
+    mean, var = running_statistics(bn)
     return {
-        f"{prefix}.mean": bn.running_mean.detach().float(),
-        f"{prefix}.var": bn.running_var.detach().float(),
+        f"{prefix}.mean": mean.detach().float(),
+        f"{prefix}.var": var.detach().float(),
         f"{prefix}.weight": bn.weight.detach().float(),
         f"{prefix}.bias": bn.bias.detach().float(),
         f"{prefix}.eps": torch.tensor(float(bn.eps)),

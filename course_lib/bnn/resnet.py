@@ -161,7 +161,7 @@ class BinaryBlock(nn.Module):
         if isinstance(bn, DualBatchNorm2d) and bn.path == "latent":
             return bn(latent_conv(conv, x))
         if amp is not None:
-            return bn(amp(conv(x)))
+            return bn(amp(conv(x) if self.training else scaled_dot(conv, x)))
         return bn(conv(x)) if self.training else folded(conv, bn, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,6 +193,12 @@ def folded(conv: BinaryConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Ten
     :func:`fold` too), so that the two agree to the bit."""
     scale, bias = fold(conv, bn)
     return conv.dot(x) * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+
+
+def scaled_dot(conv: BinaryConv2d, x: torch.Tensor) -> torch.Tensor:
+    """``alpha * dot``: the binary conv's output as the packed kernel computes it (one
+    rounding), which DA-BNN's amplitude reads in eval mode."""
+    return conv.dot(x) * conv.export_binary()["alpha"].view(1, -1, 1, 1)
 
 
 class BinaryResNet(nn.Module):

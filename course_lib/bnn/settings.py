@@ -129,7 +129,8 @@ class MethodsSettings:
     ``seeds``; the methods that end within a point of another get ``close_extra_seeds``
     more seeds while the run stays within ``budget_min`` minutes
     (:func:`~.comparison.compare_methods`). ``estimate_min``: expected minutes per method
-    (one seed) on the 2-core CPU."""
+    (one seed) on the 2-core CPU. ``latency_rounds``: interleaved rounds of the packed
+    DA-BNN vs plain network benchmark (:func:`~.benchmark.amplitude_benchmark`)."""
 
     data: DataSettings
     train: BinaryTrainConfig
@@ -139,6 +140,7 @@ class MethodsSettings:
     estimate_min: dict[str, float]
     close_extra_seeds: int = 0
     budget_min: float = 90.0
+    latency_rounds: int = 30
 
 
 #: The plain-STE binary ResNet-20 every method adds its idea to (:mod:`.methods`).
@@ -167,6 +169,7 @@ COMPARISON = {
         # beside another job on the 2-core machine; 200 images on two free cores: about 3.
         estimate_min={"all methods": 3.0},
         budget_min=5.0,
+        latency_rounds=5,
     ),
     "full": MethodsSettings(
         data=DataSettings(

@@ -281,3 +281,49 @@ def methods_conclusion(m: dict) -> Markdown:
         f"{m['budget_minutes']:.0f} min."
     )
     return Markdown("\n".join(lines))
+
+
+def deployment_table(m: dict) -> Markdown:
+    """Every trained binary network (first seed) run by the packed engine on the test images
+    beside the PyTorch model, and what DA-BNN's amplitudes cost at batch 1."""
+    packed = m.get("packed") or {}
+    if not packed:
+        return Markdown("*This run did not pack its networks (results saved before that step).*")
+    rows = [
+        (
+            METHOD_LABELS.get(method, method),
+            f"{e['images']:,}",
+            f"{100 * e['same_prediction']:.2f}",
+            f"{e['max_abs_logit_difference']:.2g}",
+            f"{100 * e['packed_accuracy']:.2f}",
+        )
+        for method, e in packed.items()
+    ]
+    table = markdown_table(
+        rows,
+        [
+            "method",
+            "test images",
+            "same prediction as PyTorch (%)",
+            "largest logit difference",
+            "packed accuracy (%)",
+        ],
+    )
+    cost = m.get("amplitude_cost")
+    if cost is None:
+        return table
+    plain, adaptive = (cost["latency_ms"][k] for k in ("plain binary, packed", "DA-BNN, packed"))
+    slowdown = {
+        "median": 1 / cost["speedup"]["DA-BNN, packed"]["median"],
+        "interval": [1 / x for x in reversed(cost["speedup"]["DA-BNN, packed"]["interval"])],
+    }
+    text = (
+        f"\n\n**DA-BNN's amplitudes at inference.** Packed, at batch 1 on one thread, the "
+        f"DA-BNN network takes {measure.latency_text(adaptive)} against "
+        f"{measure.latency_text(plain)} for the plain binary network of the same shape: "
+        f"{ratio_text(slowdown)} the time, for {cost['amplitude_parameters']:,} extra "
+        "parameters. The amplitudes cannot fold into the kernel's scale and bias, so every "
+        "layer leaves the kernel's epilogue for pooling, two small convolutions, sigmoids, "
+        "products and the BatchNorm in PyTorch."
+    )
+    return Markdown(table.data + text)
