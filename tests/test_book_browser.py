@@ -181,6 +181,7 @@ FA_CHAPTERS = {
     "03_taylor": "taylor",
     "04_nas": "nas",
     "05_bnn": "bnn",
+    "06_bnn_methods": "bnn_methods",
 }
 FA_PAGES = ["index", *FA_CHAPTERS, "assignments", "glossary"]
 

@@ -19,8 +19,8 @@ from course_lib.fa import assignments, figures, glossary, spec
 REPO = Path(__file__).resolve().parents[1]
 FA = REPO / "book" / "fa"
 SEEDS = REPO.parent / "shared" / "seeds"
-FA_PAGES = ["index", "01_baseline", "02_pruning", "03_taylor", "04_nas", "05_bnn"]
-FA_PAGES += ["assignments", "glossary"]
+CHAPTER_PAGES = ["01_baseline", "02_pruning", "03_taylor", "04_nas", "05_bnn", "06_bnn_methods"]
+FA_PAGES = ["index", *CHAPTER_PAGES, "assignments", "glossary"]
 ISSUE_TERMS = [
     "pruning",
     "sparsity",
@@ -151,7 +151,7 @@ def test_the_persian_part_follows_the_chapters_in_the_table_of_contents():
 
 def test_the_spec_has_every_chapter_and_the_future_keys_of_chapters_3_and_5():
     chapters = spec.load_spec(FA / "results.yml").chapters
-    assert list(chapters) == ["baseline", "pruning", "taylor", "nas", "bnn"]
+    assert list(chapters) == ["baseline", "pruning", "taylor", "nas", "bnn", "bnn_methods"]
     for name, keys in FUTURE_KEYS.items():
         assert [row.key for row in chapters[name].table] == keys
     assert chapters["bnn"].table[2].interval == "kernel_speedup_256_interval"
@@ -418,9 +418,7 @@ def test_the_persian_pages_of_the_built_book_show_the_saved_results(persian_book
     from course_lib.results import load_results
 
     chapters = spec.load_spec(FA / "results.yml").chapters
-    pages = dict(
-        zip(chapters, ["01_baseline", "02_pruning", "03_taylor", "04_nas", "05_bnn"], strict=True)
-    )
+    pages = dict(zip(chapters, CHAPTER_PAGES, strict=True))
     for name, page in pages.items():
         html = (persian_book.html / "book" / "fa" / f"{page}.html").read_text()
         assert '<div class="fa-page" dir="rtl" lang="fa">' in html, page
