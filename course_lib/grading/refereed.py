@@ -209,7 +209,9 @@ class Grading:
         threads = threads or os.cpu_count() or 1
         env = {
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-            DATA_DIR_ENV: str(data_dir()),
+            # resolved, like the folder bound into the sandbox: a data folder reached
+            # through a symbolic link under /tmp would not exist in its private /tmp
+            DATA_DIR_ENV: str(data_dir().resolve()),
             "NBGRADER_EXECUTION": "autograde",
             "OMP_NUM_THREADS": str(threads),
             "MKL_NUM_THREADS": str(threads),
