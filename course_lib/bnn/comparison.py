@@ -121,9 +121,8 @@ def compare_methods(
         runs[method].append(run_entry(run))
     amplitude_cost = None
     if "dabnn" in first_models and "ste" in first_models:
-        rounds = settings.latency_rounds
         amplitude_cost = amplitude_benchmark(
-            first_models["ste"], first_models["dabnn"], rounds=rounds
+            first_models["ste"], first_models["dabnn"], rounds=settings.latency_rounds
         )
     means = {m: float(np.mean([r["test_accuracy"][-1] for r in runs[m]])) for m in order}
     close = close_methods(means)

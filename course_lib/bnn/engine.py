@@ -70,7 +70,7 @@ class AmplitudeTail:
 
     channel_kernel: torch.Tensor
     spatial_kernel: torch.Tensor
-    bn: dict[str, torch.Tensor]
+    bn: dict[str, torch.Tensor]  # bn_tensors("bn", ...)
 
     def __call__(
         self, m: torch.Tensor, residual: torch.Tensor, act: str, slope: torch.Tensor | None
@@ -79,10 +79,7 @@ class AmplitudeTail:
         # an NCHW view of the NHWC map (channels-last memory), the layout in which the
         # model's conv hands its output to the amplitude: the same sums in the same order
         m = apply_amplitude(m.permute(0, 3, 1, 2), self.channel_kernel, self.spatial_kernel)
-        b = self.bn
-        y = F.batch_norm(
-            m, b["mean"], b["var"], b["weight"], b["bias"], False, 0.0, float(b["eps"])
-        )
+        y = apply_bn(m, self.bn, "bn")
         y = apply_act(y + residual.permute(0, 3, 1, 2), act, slope, channel_dim=1)
         return y.permute(0, 2, 3, 1).contiguous()
 
@@ -120,7 +117,7 @@ class PackedLayer:
         tail = AmplitudeTail(
             amplitude.channel_conv.weight.detach().float().clone(),
             amplitude.spatial_conv.weight.detach().float().clone(),
-            {k.split(".")[-1]: v for k, v in bn_tensors("bn", bn).items()},
+            bn_tensors("bn", bn),
         )
         return cls(packed, alpha, torch.zeros_like(alpha), act_name(act), slope, tail)
 
@@ -170,7 +167,7 @@ class PackedResNet:
             slope = tensors.get(f"layers.{i}.slope")
             tail = None
             if spec.get("amplitude"):
-                bn = {k: t(f"bn.{k}") for k in ("mean", "var", "weight", "bias", "eps")}
+                bn = {f"bn.{k}": t(f"bn.{k}") for k in ("mean", "var", "weight", "bias", "eps")}
                 tail = AmplitudeTail(t("amp.channel"), t("amp.spatial"), bn)
             self.layers.append(PackedLayer(conv, t("scale"), t("bias"), spec["act"], slope, tail))
 
@@ -220,7 +217,7 @@ class PackedResNet:
                     spec["amplitude"] = True
                     tensors[f"layers.{i}.amp.channel"] = layer.tail.channel_kernel
                     tensors[f"layers.{i}.amp.spatial"] = layer.tail.spatial_kernel
-                    tensors.update({f"layers.{i}.bn.{k}": v for k, v in layer.tail.bn.items()})
+                    tensors.update({f"layers.{i}.{k}": v for k, v in layer.tail.bn.items()})
                 layers.append(spec)
         linear = model.head[-1]
         tensors["head.weight"] = linear.weight.detach().float()
@@ -235,16 +232,7 @@ class PackedResNet:
         """Full-precision stem, NCHW images -> NHWC float32 (as the model computes it)."""
         t = self.tensors
         y = F.conv2d(x.float(), t["stem.weight"], padding=1)
-        y = F.batch_norm(
-            y,
-            t["stem.bn.mean"],
-            t["stem.bn.var"],
-            t["stem.bn.weight"],
-            t["stem.bn.bias"],
-            False,
-            0.0,
-            float(t["stem.bn.eps"]),
-        )
+        y = apply_bn(y, t, "stem.bn")
         y = apply_act(y, self.meta["stem_act"], t.get("stem.slope"), channel_dim=1)
         return y.permute(0, 2, 3, 1).contiguous()
 
@@ -266,17 +254,7 @@ class PackedResNet:
             return F.pad(y, (0, out_channels - h.shape[-1])).contiguous()
         t = self.tensors
         y = F.conv2d(h.permute(0, 3, 1, 2), t[f"blocks.{b}.shortcut.weight"], stride=s)
-        p = f"blocks.{b}.shortcut.bn"
-        y = F.batch_norm(
-            y,
-            t[f"{p}.mean"],
-            t[f"{p}.var"],
-            t[f"{p}.weight"],
-            t[f"{p}.bias"],
-            False,
-            0.0,
-            float(t[f"{p}.eps"]),
-        )
+        y = apply_bn(y, t, f"blocks.{b}.shortcut.bn")
         return y.permute(0, 2, 3, 1).contiguous()
 
     @torch.no_grad()
@@ -294,6 +272,13 @@ class PackedResNet:
         amplitudes = sum(layer.tail is not None for layer in self.layers)
         extra = f", {amplitudes} with DA-BNN amplitudes in PyTorch" if amplitudes else ""
         return f"packed binary ResNet ({len(self.layers)} binary convs{extra}, {path})"
+
+
+def apply_bn(x: torch.Tensor, tensors: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+    """An eval-mode BatchNorm on NCHW ``x`` from the tensors :func:`bn_tensors` stored
+    under ``prefix``."""
+    t = lambda name: tensors[f"{prefix}.{name}"]  # noqa: E731
+    return F.batch_norm(x, t("mean"), t("var"), t("weight"), t("bias"), False, 0.0, float(t("eps")))
 
 
 def bn_tensors(prefix: str, bn: nn.BatchNorm2d) -> dict[str, torch.Tensor]:
