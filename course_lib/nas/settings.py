@@ -125,18 +125,16 @@ NAS = {
         multicore_widths=MULTICORE_WIDTHS,
         multicore_batches=(1, 16),
         multicore_rounds=20,
-        # From the previous full run (commit 7fec3d6, AMD EPYC, bf16 autocast: 66.4 min for
-        # work estimated at 78 min, so x0.85): per epoch of 45,000 images the supernet
-        # ~72 s, a derived network ~40 s; latency runs add ~10 s per network. The Intel Xeon
-        # (AMX) the course now runs on was too busy to time; the next full run will tell.
+        # Measured: the full run of commit dbe3b89 on the idle 2-core Intel Xeon (AMX,
+        # bf16 autocast) took 79.9 min; each value is its section's time, rounded up.
         estimate_min={
             "learning rates (3 searches x 2 epochs of 10,000 images)": 2.0,
-            "experiment 1 (4 networks x 2 seeds x 3 epochs, from scratch)": 17.0,
-            "experiment 2, searches (4 betas x 2 seeds x 2 epochs)": 19.5,
-            "measured sync cost and its searches (4 betas x 2 epochs)": 10.0,
-            "experiment 2, retraining (8 warm starts + 4 from scratch, 3 epochs each)": 25.5,
-            "best network (warm start, 15 epochs)": 10.5,
-            "multicore measurements (2 widths x 5 networks x 2 batch sizes)": 3.0,
+            "experiment 1 (4 networks x 2 seeds x 3 epochs, from scratch)": 14.5,
+            "experiment 2, searches (4 betas x 2 seeds x 2 epochs)": 21.5,
+            "measured sync cost and its searches (4 betas x 2 epochs)": 11.5,
+            "experiment 2, retraining (8 warm starts + 4 from scratch, 3 epochs each)": 21.0,
+            "best network (warm start, 15 epochs)": 10.0,
+            "multicore measurements (2 widths x 5 networks x 2 batch sizes)": 1.0,
         },
     ),
 }

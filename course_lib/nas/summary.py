@@ -602,6 +602,13 @@ def _per_sync_ms(free: dict, synced: dict, runner: str) -> float:
     return added / max(synced["syncs"], 1)
 
 
+def _per_sync_text(free: dict, synced: dict, runner: str) -> str:
+    """``_per_sync_ms`` in words: a difference of medians under a microsecond, or below
+    zero, is no measurable cost."""
+    us = 1e3 * _per_sync_ms(free, synced, runner)
+    return f"adds {us:.0f} µs" if us >= 1 else f"adds nothing measurable ({us:+.1f} µs)"
+
+
 def multicore_text(m: dict) -> Markdown:
     """The chapter's answer to the multicore question, from the table."""
     rows = m.get("parallel_table")
@@ -625,16 +632,16 @@ def multicore_text(m: dict) -> Markdown:
         kernels = lat["sequential"]["median_ms"] / lat["onnx, 1 thread"]["median_ms"]
         lines.append(
             f"- **{widths.capitalize()} widths, batch 1.** The best searched network ({best['syncs']} sync "
-            f"points) runs {ratio(s['path-parallel'])} faster with its paths forked than in sequence "
+            f"points) runs {ratio(s['path-parallel'])} as fast with its paths forked as in sequence "
             f"(FLOP bound {best['flop_bound']:.2f}x). Two intra-op threads in ONNX Runtime give "
             f"{ratio(s.get('intra-op'))}, ORT_PARALLEL {ratio(s.get('ORT_PARALLEL'))}, the session executor "
             f"{ratio(s.get('sessions'))}. In absolute terms the forked run reaches "
             f"{ratio(s.get('path-parallel vs onnx'))} the speed of ONNX Runtime on one thread: PyTorch's "
             f"kernels alone, in sequence, take {kernels:.2f}x ONNX Runtime's time for the same network. "
             f"A balanced network without sync points reaches {ratio(free['speedup']['path-parallel'])}, "
-            f"with all {synced['syncs']} {ratio(synced['speedup']['path-parallel'])}: each sync point adds "
-            f"{1e3 * _per_sync_ms(free, synced, 'path-parallel'):.0f} µs to the forked run and "
-            f"{1e3 * _per_sync_ms(free, synced, 'sequential'):.0f} µs to the sequential one."
+            f"with all {synced['syncs']} {ratio(synced['speedup']['path-parallel'])}: each sync point "
+            f"{_per_sync_text(free, synced, 'path-parallel')} to the forked run and "
+            f"{_per_sync_text(free, synced, 'sequential')} to the sequential one."
             + _twin_text(best)
         )
     lines += [
