@@ -164,9 +164,9 @@ FULL_ESTIMATE_MIN = {
     "importance screening": 1.5,
     "importance comparison": 6.5,
     "pruner comparison": 6.5,
-    "channel pruning": 19.0,
+    "channel pruning": 24.0,
 }
-"""Estimated minutes per section of the full profile (69.7 in all; the keys are the
+"""Estimated minutes per section of the full profile (74.7 in all; the keys are the
 sections the notebook times), from timings on the idle 2-core Intel Xeon (AMX, bfloat16
 autocast) of the course machine, at two PyTorch threads:
 
@@ -178,13 +178,13 @@ autocast) of the course machine, at two PyTorch threads:
 - unstructured sweeps: 8 sparsities x (3 epochs + 1-2 test evaluations + storage);
 - selection: 27 screening prunings; then per candidate and seed 1 + 5 x 1 + 3 epochs on
   10,000 images at shrinking widths, about 41 s; 3 importances and 2-3 pruners x 3 seeds;
-- channel pruning: 1 + 5 x 2 epochs at shrinking widths, 60 epochs at 50 % (about 12 s
-  each), 5 measured steps.
+- channel pruning: 1 + 5 x 2 epochs at shrinking widths, 60 epochs at 50 % (about 18 s
+  each, measured), 5 measured steps.
 
-With a 15-epoch final fine-tune (60.7 min estimated) the profile took 46.5 min on the idle
-Intel Xeon (commit c448f1e): expect about 55 min with the 60-epoch one. CPU-heavy jobs
-beside it slow PyTorch's two-thread kernels many-fold: run the full profile on an
-otherwise idle machine."""
+With a 15-epoch final fine-tune the profile took 46.5 min on the idle Intel Xeon (commit
+c448f1e); with the 60-epoch one 64.0 min (commit 278dc71). CPU-heavy jobs beside it slow
+PyTorch's two-thread kernels many-fold: run the full profile on an otherwise idle
+machine."""
 
 PRUNING = {
     "quick": PruningSettings(
