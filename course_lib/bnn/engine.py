@@ -167,7 +167,7 @@ class PackedResNet:
             slope = tensors.get(f"layers.{i}.slope")
             tail = None
             if spec.get("amplitude"):
-                bn = {f"bn.{k}": t(f"bn.{k}") for k in ("mean", "var", "weight", "bias", "eps")}
+                bn = {f"bn.{k}": t(f"bn.{k}") for k in BN_FIELDS}
                 tail = AmplitudeTail(t("amp.channel"), t("amp.spatial"), bn)
             self.layers.append(PackedLayer(conv, t("scale"), t("bias"), spec["act"], slope, tail))
 
@@ -274,23 +274,22 @@ class PackedResNet:
         return f"packed binary ResNet ({len(self.layers)} binary convs{extra}, {path})"
 
 
+BN_FIELDS = ("mean", "var", "weight", "bias", "eps")
+"""The tensors an eval-mode BatchNorm is stored as, each under ``<prefix>.<field>``."""
+
+
 def apply_bn(x: torch.Tensor, tensors: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
     """An eval-mode BatchNorm on NCHW ``x`` from the tensors :func:`bn_tensors` stored
     under ``prefix``."""
-    t = lambda name: tensors[f"{prefix}.{name}"]  # noqa: E731
-    return F.batch_norm(x, t("mean"), t("var"), t("weight"), t("bias"), False, 0.0, float(t("eps")))
+    mean, var, weight, bias, eps = (tensors[f"{prefix}.{k}"] for k in BN_FIELDS)
+    return F.batch_norm(x, mean, var, weight, bias, False, 0.0, float(eps))
 
 
 def bn_tensors(prefix: str, bn: nn.BatchNorm2d) -> dict[str, torch.Tensor]:
     """An eval-mode BatchNorm's tensors (a dual BatchNorm's binary-path statistics)."""
     mean, var = running_statistics(bn)
-    return {
-        f"{prefix}.mean": mean.detach().float(),
-        f"{prefix}.var": var.detach().float(),
-        f"{prefix}.weight": bn.weight.detach().float(),
-        f"{prefix}.bias": bn.bias.detach().float(),
-        f"{prefix}.eps": torch.tensor(float(bn.eps)),
-    }
+    values = (mean, var, bn.weight, bn.bias, torch.tensor(float(bn.eps)))
+    return {f"{prefix}.{k}": v.detach().float() for k, v in zip(BN_FIELDS, values, strict=True)}
 
 
 # --- the file ----------------------------------------------------------------------------------
