@@ -42,7 +42,9 @@ c.Execute.timeout = 300
 # in a separate clean kernel that student code cannot reach (course_lib/grading/refereed.py).
 # `course grade run` prints which protections this machine provides.
 c.RefereedExecute.memory_limit = "4G"  # per kernel (two per submission)
-c.RefereedExecute.max_restarts = 3  # a student kernel that dies is restarted, grading goes on
+# A student kernel that dies is restarted and grading goes on; a cell that stopped it scores
+# nothing and is not re-run. Restarts are bounded by time, so a death costs only its cells.
+c.RefereedExecute.restart_budget_s = 900  # restarts and re-runs of earlier cells, per submission
 c.RefereedExecute.max_output_bytes = 100_000  # kept of one output; the rest becomes a note
 c.RefereedExecute.max_notebook_output_bytes = 4_000_000
 c.Autograde.autograde_preprocessors = [

@@ -32,6 +32,16 @@ def test_close_methods_are_those_within_a_point_of_another_closest_first():
     assert close_methods({"a": 0.5, "b": 0.52}) == []
 
 
+def test_equal_gaps_fall_in_the_chapters_method_order_whatever_the_dict_order():
+    # Tiny runs often end with equal accuracies (the same count of right images); which
+    # methods come first must not depend on the order they were trained in (issue 21).
+    means = {"fp": 0.30, "uncertainty": 0.30, "dabnn": 0.30, "ste": 0.50}
+    assert close_methods(means) == ["dabnn", "uncertainty", "fp"]
+    assert close_methods(dict(reversed(means.items()))) == ["dabnn", "uncertainty", "fp"]
+    # names outside the method list come after it, by name
+    assert close_methods({"zz": 0.3, "ste": 0.3, "aa": 0.3}) == ["ste", "aa", "zz"]
+
+
 def test_fp_trains_first_and_teacher_methods_need_it():
     assert training_order(("ste", "bdbnn", "fp")) == ["fp", "ste", "bdbnn"]
     with pytest.raises(ValueError, match="include 'fp'"):

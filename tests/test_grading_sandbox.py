@@ -160,6 +160,22 @@ def test_models_and_course_types_travel_by_value():
     assert torch.equal(data["x"], torch.ones(3)) and number == 2.5
 
 
+def test_a_huge_expanded_tensor_is_refused_before_it_is_copied():
+    # 4 bytes of storage seen as 3.2 GB: copying it to send would kill a 3 GB kernel
+    student, _ = _codecs()
+    huge = torch.zeros(1).expand(800_000_000)
+    with pytest.raises(remote.TransferError, match=r"3\.2 GB .* cannot be sent"):
+        student.dumps(huge)
+    small = torch.zeros(1).expand(1000)  # a small view still travels as its own values
+    assert student.dumps(small)
+
+
+def test_a_lost_kernel_names_the_function_it_was_running():
+    message = f"the other kernel closed the connection, {remote.stopped_during('prune_it')}"
+    assert remote.function_stopped_in(message) == "prune_it"
+    assert remote.function_stopped_in("the other kernel closed the connection") is None
+
+
 def test_functions_and_unknown_classes_travel_as_handles():
     student, referee = _codecs()
 

@@ -12,7 +12,9 @@ One ``course grade run`` of the pruning assignment grades, in parallel workers:
   its folder (the course directory, the gradebook with sqlite, another student's
   submission, the course's code, /tmp) and plants symlinks; shouter prints a 50 MB line;
   killer's kernel exits in the middle of the notebook; hog allocates far too much memory;
-  netcat opens network connections;
+  netcat opens network connections; leaky's ``global_magnitude_prune`` prunes correctly but
+  runs its kernel out of memory at every call, while her other functions are correct (one
+  memory bug must cost only the cells that call it, issue 21);
 - erin's file is not a notebook.
 
 Each attack is injected into the *solution cells* of the student version, so the students
@@ -67,6 +69,8 @@ MARKER = f"course-grading-test-{uuid.uuid4().hex[:8]}"
 PROTECTIONS = sandbox.detect()
 ISOLATED = PROTECTIONS.namespaces
 MEMORY_BOUNDED = bool(PROTECTIONS.cgroups and PROTECTIONS.cgroups.memory) or PROTECTIONS.rlimits
+#: A kernel over its memory is killed (a memory cgroup), not handed an error (an rlimit).
+MEMORY_KILLS = bool(PROTECTIONS.cgroups and PROTECTIONS.cgroups.memory)
 
 
 # --- building students from the student version -------------------------------------------
@@ -280,6 +284,27 @@ def grace(course: Path):
     return nb
 
 
+def leaky(course: Path):
+    """The solution, but ``global_magnitude_prune`` also fills 4 GiB at each call (more than
+    the kernel's memory) after pruning; ``iterative_prune`` prunes through the correct code,
+    renamed ``prune_globally``, so every other function is correct."""
+    nb = solved(course, ASSIGNMENT)
+    cells = cells_by_id(nb)
+    correct = cells["global_magnitude_prune"]
+    assert "def global_magnitude_prune(" in correct.source
+    correct.source = (
+        correct.source.replace("def global_magnitude_prune(", "def prune_globally(")
+        + "\n\n\ndef global_magnitude_prune(model, sparsity):\n"
+        "    prune_globally(model, sparsity)\n"
+        "    history = torch.ones(2**30)  # a bug: 4 GiB at every call, every page written\n"
+        "    return model\n"
+    )
+    iterative = cells["iterative_prune"]
+    assert "global_magnitude_prune(" in iterative.source
+    iterative.source = iterative.source.replace("global_magnitude_prune(", "prune_globally(")
+    return nb
+
+
 def make_students(course: Path) -> dict:
     """Write every student's submission; returns what the assertions need."""
     repo_targets = [REPO / "assignments" / "gradebook.db", REPO / "course_lib" / f"{MARKER}.py"]
@@ -330,6 +355,8 @@ def make_students(course: Path) -> dict:
         students["netcat"] = inject(released(course, ASSIGNMENT), NETCAT)
     if MEMORY_BOUNDED:
         students["hog"] = inject(released(course, ASSIGNMENT), HOG)
+    if MEMORY_KILLS:
+        students["leaky"] = leaky(course)
     for student, nb in students.items():
         write_submission(course, student, nbformat.writes(nb))
     write_submission(course, "erin", '{"cells": [')
@@ -499,6 +526,24 @@ def test_a_crash_gets_partial_credit_and_an_explanation(attacked):
 
 
 @pytest.mark.slow
+def test_a_function_that_runs_out_of_memory_costs_only_the_cells_that_call_it(attacked):
+    if "leaky" not in attacked["students"]:
+        pytest.skip("no memory cgroup here: a kernel over its memory gets an error, not killed")
+    source = nbformat.read(source_of(ASSIGNMENT), as_version=4)
+    report = attacked["reports"]["leaky"]
+    # the one-shot tests (between her first and second functions) call the broken function;
+    # every other test passes, whatever the order of the deaths
+    expected = auto_points() - points_between(source, 0, 1)
+    assert attacked["scores"]["leaky"] == expected, tail(attacked)
+    assert report["restarts"] >= 2, report  # more deaths than one, and grading went on
+    assert "memory" in kinds(attacked, "leaky"), report["events"]
+    page = feedback(attacked, "leaky")
+    assert "in a call of global_magnitude_prune()" in page
+    assert "ran out of memory" in page
+    assert "This cell was not run" not in page
+
+
+@pytest.mark.slow
 def test_outside_access_is_refused_and_reported(attacked):
     if not ISOLATED:
         pytest.skip("no bubblewrap here")
@@ -564,7 +609,8 @@ def test_memory_hog_is_stopped_and_the_others_are_unaffected(attacked):
 def test_report_lists_every_flagged_student_and_the_unreadable_file(attacked):
     report = (attacked["root"] / "assignments/reports" / f"{ASSIGNMENT}-integrity.md").read_text()
     expected = {"mallory", "patcher", "shouter", "killer"}
-    expected |= {s for s in ("reader", "vandal", "netcat", "hog") if s in attacked["students"]}
+    optional = ("reader", "vandal", "netcat", "hog", "leaky")
+    expected |= {s for s in optional if s in attacked["students"]}
     flagged = set(re.findall(r"^### (\w+)$", report, flags=re.M))
     assert flagged == expected, report
     assert "| erin | not graded | unreadable notebook |" in report

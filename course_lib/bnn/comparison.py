@@ -44,15 +44,24 @@ def training_order(methods: tuple[str, ...]) -> list[str]:
     return sorted(methods, key=lambda m: m != "fp")
 
 
+def method_rank(method: str) -> tuple[int, str]:
+    """A method's fixed place: its position in :data:`~.methods.METHODS` (unknown names
+    after them, by name). Used to break ties, so that no result depends on the order in
+    which a dict happened to be filled."""
+    return (METHODS.index(method), "") if method in METHODS else (len(METHODS), method)
+
+
 def close_methods(means: dict[str, float], within: float = CLOSE_WITHIN) -> list[str]:
     """The methods whose mean accuracy lies within ``within`` of another method's,
-    closest pair first (ties in method order)."""
+    closest pair first; equal gaps are ordered by :func:`method_rank` (the chapter's method
+    list), never by the order of ``means``. Tiny runs often end with equal accuracies, and
+    the order in which methods were trained differs from the chapter's list."""
     gaps = {}
     for a in means:
         for b in means:
             if a != b and abs(means[a] - means[b]) < within:
                 gaps[a] = min(gaps.get(a, within), abs(means[a] - means[b]))
-    return sorted(gaps, key=lambda m: (gaps[m], list(means).index(m)))
+    return sorted(gaps, key=lambda m: (gaps[m], method_rank(m)))
 
 
 def run_entry(run: MethodRun) -> dict:

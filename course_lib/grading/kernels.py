@@ -233,6 +233,7 @@ class KernelRunner:
         km.ip = str(self.runtime / "ipc")
         previous, self.km = self.km, km
         self.starts += 1
+        self.memory_hit = False  # of this kernel: a restarted one has not run out of memory yet
         if previous is not None and previous.stderr_reader is not None:
             self.past_audit += previous.stderr_reader.audit
         await km.start_kernel()

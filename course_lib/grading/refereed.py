@@ -11,9 +11,13 @@ tests run where the student's code cannot reach them.
   could not be sent between the kernels). Its outputs are thrown away, so nothing the
   student's code learns from the hidden tests reaches the feedback.
 
-A student kernel that dies is restarted (at most ``max_restarts`` times), its state rebuilt
-by re-running the preamble and the student's cells before the crash, and grading goes on;
-the crashed cell says what happened. Every output is bounded while it arrives. What
+A student kernel that dies is restarted, its state rebuilt by re-running the preamble and
+the student's cells before the crash, and grading goes on; the crashed cell says what
+happened (and, when the kernel died in a call from a test, which function was running). A
+death costs only the cells that die: a cell that stopped the kernel is not re-run, and
+restarts are bounded by the time they take (``restart_budget_s`` per submission), not by a
+count, so one function that runs out of memory each time it is called does not take the
+points of the others. Every output is bounded while it arrives. What
 happened to each submission (tampering, outside access attempts, kernel deaths, timeouts,
 truncated output) is written to an integrity record, which ``course grade run`` gathers
 into the run's report (:mod:`.report`).
@@ -36,12 +40,12 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import determine_grade
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Float, Integer, Unicode
 
 from .integrity import RECORD_SUFFIX
 from .kernels import KernelRunner, OutputBudget, Reply
 from .plan import CellPlan, Plan, make_plan
-from .remote import REFEREE, STUDENT
+from .remote import REFEREE, STUDENT, function_stopped_in
 from .sandbox import Limits, Sandbox, detect, kernel_uid, parse_bytes, python_environment
 
 AGENT = "__import__('course_lib.grading.remote', fromlist=['remote'])"
@@ -58,7 +62,14 @@ class RefereedExecute(Execute):
     as ``RefereedExecute`` (the rest)."""
 
     memory_limit = Unicode("4G", help="Memory of each kernel (e.g. 4G).").tag(config=True)
-    max_restarts = Integer(3, help="Restarts of a student kernel that died.").tag(config=True)
+    restart_budget_s = Float(
+        900.0,
+        help="Seconds that restarting a student kernel and re-running its earlier cells may "
+        "take in all, per submission (each cell that stops the kernel is restarted from once).",
+    ).tag(config=True)
+    max_restarts = Integer(
+        0, help="Most restarts of a student kernel per submission (0: bounded by time only)."
+    ).tag(config=True)
     max_output_bytes = Integer(100_000, help="Bytes kept of one output.").tag(config=True)
     max_cell_output_bytes = Integer(300_000, help="Bytes kept of one cell.").tag(config=True)
     max_notebook_output_bytes = Integer(4_000_000, help="Bytes kept in total.").tag(config=True)
@@ -169,7 +180,9 @@ class Grading:
         )
         self.events: list[dict] = []
         self.restarts = 0
+        self.restart_s = 0.0  # time spent restarting the student kernel and re-running cells
         self.fatal: set[int] = set()  # student cells that killed or hung their kernel
+        self.stopped: set[int] = set()  # cells (any) during which the student kernel died
         self.failures: dict[int, Reply] = {}
         self.student_scores: dict[int, float] = {}
         self.student_gone: str | None = None
@@ -380,7 +393,8 @@ class Grading:
         if serving is not None:
             served = await self._finish(serving, self.student)
             if served.status == "died":
-                await self._student_died(cell, served, node)
+                during = function_stopped_in(reply.evalue or "") if reply.ename else None
+                await self._student_died(cell, served, node, during)
         self._referee_ended(cell, node, reply)
 
     async def _student_cell(self, cell: CellPlan, node: NotebookNode) -> None:
@@ -463,32 +477,57 @@ class Grading:
             return True
         return await self._restart()
 
-    async def _student_died(self, cell: CellPlan, reply: Reply, node: NotebookNode | None) -> None:
+    async def _student_died(
+        self, cell: CellPlan, reply: Reply, node: NotebookNode | None, during: str | None = None
+    ) -> None:
+        """The student kernel died (or hung) in ``cell``; ``during``: the student's function
+        that a test was calling then, when known."""
         reason = (
             self.student.death_reason(reply.exit_status)
             if reply.status == "died"
             else ("it did not stop after the timeout")
         )
+        where = f" in a call of {during}()" if during else ""
+        self.stopped.add(cell.index)
         if self.student.memory_hit:
-            self.event("memory", cell, reason)
-        self.event("kernel-died", cell, reason)
+            self.event("memory", cell, f"{reason}{where}")
+        self.event("kernel-died", cell, f"{reason}{where}")
         if node is not None:
             self._error_output(
                 node,
                 "KernelDied",
-                f"The kernel running your code died during this cell: {reason}. The grader "
-                f"restarts it (at most {self.owner.max_restarts} times), re-runs your earlier "
-                f"cells and grades the rest of the notebook.",
+                f"The kernel running your code died during this cell{where}: {reason}. This "
+                f"cell scores nothing; the grader restarts the kernel, re-runs your earlier "
+                f"cells (except those that stopped it) and grades the rest of the notebook.",
             )
         await self._restart()
 
     async def _restart(self) -> bool:
-        if self.restarts >= self.owner.max_restarts:
-            self.student_gone = f"it died {self.restarts + 1} times"
+        """Restart the student kernel and rebuild its state, within the submission's restart
+        budget (time, and ``max_restarts`` where set). False when it is spent or fails."""
+        owner = self.owner
+        if owner.max_restarts and self.restarts >= owner.max_restarts:
+            self.student_gone = f"it died {self.restarts + 1} times (at most {owner.max_restarts})"
             return False
+        if self.restart_s >= owner.restart_budget_s:
+            self.student_gone = (
+                f"it died {self.restarts + 1} times, and restarting it had taken "
+                f"{self.restart_s:.0f} s, the grader's budget of {owner.restart_budget_s:.0f} s"
+            )
+            return False
+        started = time.monotonic()
+        try:
+            return await self._rebuild()
+        finally:
+            self.restart_s += time.monotonic() - started
+
+    async def _rebuild(self) -> bool:
         self.restarts += 1
         self.log.warning(
-            "restarting the student kernel (%d of %d)", self.restarts, self.owner.max_restarts
+            "restarting the student kernel (restart %d, %.0f of %.0f s spent)",
+            self.restarts,
+            self.restart_s,
+            self.owner.restart_budget_s,
         )
         await self.student.shutdown()
         try:
@@ -532,8 +571,8 @@ class Grading:
 
     async def _student_pass(self) -> None:
         for cell in self.plan.cells:
-            if not cell.test or cell.index in self.fatal:
-                continue
+            if not cell.test or cell.index in self.fatal or cell.index in self.stopped:
+                continue  # a test that stopped the student kernel once would stop it again
             failure = self.failures.get(cell.index)
             if failure is not None and failure.status == "timeout":
                 continue
@@ -633,6 +672,7 @@ class Grading:
             "events": self.events,
             "tests": tests,
             "restarts": self.restarts,
+            "restart_s": round(self.restart_s, 1),
             "wall_s": round(wall_s, 1),
             "timings_s": self.timings,
         }

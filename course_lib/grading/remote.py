@@ -34,6 +34,7 @@ import io
 import json
 import os
 import pickle
+import re
 import socket
 import struct
 import sys
@@ -325,6 +326,14 @@ def _tensor_payload(tensor: Any, keep_grad: bool) -> Any:
     # a view travels as its own values: not its base's whole storage, and never as an
     # expanded tensor whose elements share memory (the receiver may write into it)
     exact = detached.numel() * detached.element_size()
+    if exact > MAX_MESSAGE_BYTES:
+        # refused before it is copied: an expanded 4-byte view of 3 GB would otherwise be
+        # materialized here and kill the student's kernel for memory (issue 21)
+        raise TransferError(
+            f"a tensor of {exact / 1e9:.1f} GB (shape {tuple(detached.shape)}) cannot be sent "
+            f"between the kernels (at most {MAX_MESSAGE_BYTES / 1e6:.0f} MB): return smaller "
+            "objects"
+        )
     if not detached.is_contiguous() or detached.untyped_storage().nbytes() != exact:
         detached = detached.clone(memory_format=torch.contiguous_format)
     if keep_grad and tensor.requires_grad and detached.is_floating_point():
@@ -532,7 +541,11 @@ class Session:
             {k: v for k, v in kwargs.items() if _mutable(v)},
         )
         outcome = ArgRef(same) if same is not None else result
-        return reply, codec.dumps((outcome, post))
+        try:
+            return reply, codec.dumps((outcome, post))
+        except TransferError as error:
+            name = getattr(target, "__qualname__", None) or type(target).__name__
+            raise TransferError(f"the result of {name}(): {error}") from None
 
     def _on_getattr(self, header: dict, data: bytes) -> tuple[dict, bytes]:
         name = str(header.get("name", ""))
@@ -661,6 +674,23 @@ class Proxy:
         )
 
 
+#: How a call that lost the other kernel names the function it was running (read back by
+#: :func:`function_stopped_in`, so that the grader's feedback can name it).
+STOPPED_DURING = "during a call of {name}()"
+
+
+def stopped_during(name: str) -> str:
+    """The words :class:`Agent` adds to the error of a call that lost the other kernel."""
+    return STOPPED_DURING.format(name=name)
+
+
+def function_stopped_in(message: str) -> str | None:
+    """The function named by :func:`stopped_during` in an error message, if any."""
+    head, _, tail = STOPPED_DURING.partition("{name}")
+    found = re.search(re.escape(head) + r"([\w.<>]+)" + re.escape(tail), message or "")
+    return found.group(1) if found else None
+
+
 def type_name(value: Any) -> str:
     """The class name of ``value``, also for an object that stayed in the other kernel (a
     :class:`Proxy` cannot be tested with ``isinstance``: it only knows the name)."""
@@ -774,7 +804,10 @@ class Agent:
                 if isinstance(a, torch.Tensor) and a.requires_grad and a.is_floating_point()
             ]
         payload = self.codec.dumps((handle, args, kwargs))
-        reply, data = self.current().request("call", {"grad": grad}, payload)
+        try:
+            reply, data = self.current().request("call", {"grad": grad}, payload)
+        except KernelUnavailable as error:
+            raise KernelUnavailable(f"{error}, {stopped_during(handle.name)}") from None
         outcome, (post_args, post_kwargs) = self.codec.loads(data)
         for target, source in zip(args, post_args, strict=False):
             sync_into(target, source)
