@@ -23,8 +23,8 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from course_lib.grading.refereed import RefereedExecute
-from course_lib.nbgrader_plugins import HideTestFrames, RestoreDeletedCells
+from course_lib.grader.nbgrader_plugins import HideTestFrames, RestoreDeletedCells
+from course_lib.grader.refereed import RefereedExecute
 
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 
@@ -37,9 +37,9 @@ c.CourseDirectory.course_id = "efficient-dl-embedded"
 # laptop); then the kernel is interrupted (killed if it does not stop), the cell scores 0,
 # and the notebook goes on.
 c.Execute.timeout = 300
-# Student code runs in a sandbox (course_lib/grading/sandbox.py: no access to the course
+# Student code runs in a sandbox (course_lib/grader/sandbox.py: no access to the course
 # directory, no network, bounded memory, processes, CPU time and output) and the tests run
-# in a separate clean kernel that student code cannot reach (course_lib/grading/refereed.py).
+# in a separate clean kernel that student code cannot reach (course_lib/grader/refereed.py).
 # `course grade run` prints which protections this machine provides.
 c.RefereedExecute.memory_limit = "4G"  # per kernel (two per submission)
 # A student kernel that dies is restarted and grading goes on; a cell that stopped it scores
@@ -59,7 +59,7 @@ c.Autograde.autograde_preprocessors = [
 # Before running: outputs cleared, read-only cells (tests, setup) a student edited and
 # points changed in the metadata restored from the source, and grade cells a student deleted
 # put back (RestoreDeletedCells is nbgrader's OverwriteCells with add_missing_cells, fixed
-# for deleted cells that follow a read-only cell; see course_lib/nbgrader_plugins.py).
+# for deleted cells that follow a read-only cell; see course_lib/grader/nbgrader_plugins.py).
 c.Autograde.sanitize_preprocessors = [
     ClearOutput,
     DeduplicateIds,

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import book, grading
+from . import book, grader
 from .paths import NOTEBOOK_DIR, REPO_ROOT, RUNS_DIR
 from .profiles import PROFILES, check_profile
 from .results import COMMAND_ENV
@@ -122,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, default=REPO_ROOT, help="builds <output>/_build/html"
     )
     grade = sub.add_parser("grade", help="grade an nbgrader assignment (see book/grading.md)")
-    grading.add_arguments(grade)
+    grader.add_arguments(grade)
     args = parser.parse_args(argv)
     if args.command == "grade":
-        return grading.run_command(args)
+        return grader.run_command(args)
     if args.command == "book":
         full_runs = args.full_runs and args.full_runs.resolve()
         html = build_book(full_runs, args.quick_runs, args.output.resolve())

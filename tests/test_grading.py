@@ -30,8 +30,8 @@ import torch_pruning as tp
 from torch import nn
 from torch.nn.utils import prune
 
-from course_lib import cli, grading
-from course_lib.grading import integrity
+from course_lib import cli, grader, grading
+from course_lib.grader import integrity
 from course_lib.grading.nas import reference_mixed_op, reference_sync_point
 from course_lib.models import BaselineCNN
 from course_lib.nas import SearchSpace, costs, decide
@@ -426,7 +426,7 @@ def test_bad_submission_is_reported_clearly(tmp_path):
     folder = tmp_path / "assignments" / "submitted" / "erin" / ASSIGNMENT
     folder.mkdir(parents=True)
     (folder / f"{ASSIGNMENT}.ipynb").write_text('{"cells": [')
-    (bad,) = grading.check_submissions(tmp_path, ASSIGNMENT)
+    (bad,) = grader.check_submissions(tmp_path, ASSIGNMENT)
     assert bad.student == "erin" and "invalid JSON" in bad.problem
     assert "resubmit" in str(bad) and "erin" in str(bad)
     assert cli.main(["grade", "check", ASSIGNMENT, "--course-dir", str(tmp_path)]) == 1
@@ -535,13 +535,13 @@ def write_submission(course: Path, student: str, text: str, assignment: str = AS
 
 def graded_course(root: Path, assignment: str, submit) -> dict:
     """Generate ``assignment`` in ``root``, ``submit(root)`` the students' notebooks, then
-    `python -m course_lib.grading run` (autograde, feedback, export) once for all of them;
+    `python -m course_lib.grader run` (autograde, feedback, export) once for all of them;
     its output is kept in "log"."""
     shutil.copy(REPO / "nbgrader_config.py", root)
     shutil.copytree(source_of(assignment).parent, root / "assignments" / "source" / assignment)
-    assert grading.nbgrader(root, "generate_assignment", assignment) == 0
+    assert grader.nbgrader(root, "generate_assignment", assignment) == 0
     submitted = submit(root)
-    command = [sys.executable, "-m", "course_lib.grading", "run", assignment]
+    command = [sys.executable, "-m", "course_lib.grader", "run", assignment]
     command += ["--course-dir", str(root), "--csv", str(root / "grades.csv")]
     run = subprocess.run(command + ["--timeout", str(TIMEOUT_S)], capture_output=True, text=True)
     log = run.stdout + run.stderr
@@ -642,7 +642,7 @@ def test_invalid_notebook_fails_alone_with_a_clear_error(course):
     root = course["root"]
     assert course["status"] == 1, "the run reports that a submission was not graded"
     assert "student 'erin'" in course["log"] and "(invalid JSON: " in course["log"]
-    (bad,) = grading.check_submissions(root, ASSIGNMENT)
+    (bad,) = grader.check_submissions(root, ASSIGNMENT)
     assert bad.student == "erin" and "invalid JSON" in bad.problem
     erin = root / "assignments/submitted/erin" / ASSIGNMENT / SOURCE.name
     assert erin.read_text() == course["submitted"]["erin"], "the submission is left as it was"
@@ -753,6 +753,18 @@ def test_nas_feedback_explains_the_failure_without_hidden_tests(nas_course):
     assert "HIDDEN TESTS" not in text
     for line in hidden:
         assert line not in text, f"frank's feedback shows hidden test code: {line}"
+
+
+def test_importing_the_checks_loads_no_runner():
+    # a test cell imports the checks; the sandbox, the kernels and nbgrader stay unloaded
+    code = (
+        "import sys, course_lib.grading\n"
+        "loaded = [m for m in sys.modules if m.startswith(('course_lib.grader', 'nbgrader'))]\n"
+        "print(loaded)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_cli_has_the_grade_command():

@@ -22,9 +22,9 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from torch import nn
 from torch.nn.utils import prune
 
-from course_lib.grading import integrity, remote, sandbox
-from course_lib.grading.kernels import OutputBudget
-from course_lib.grading.plan import cell_names, imported_names, make_plan
+from course_lib.grader import integrity, remote, sandbox
+from course_lib.grader.kernels import OutputBudget
+from course_lib.grader.plan import cell_names, imported_names, make_plan
 from course_lib.models import BaselineCNN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,7 +229,7 @@ def test_new_state_of_an_argument_is_copied_in_place_keeping_identity():
 
 STUDENT_SIDE = """
 import sys, torch
-from course_lib.grading import remote
+from course_lib.grader import remote
 
 def double_in_place(model):
     with torch.no_grad():

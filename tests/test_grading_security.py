@@ -56,7 +56,7 @@ from test_grading import (
     write_submission,
 )
 
-from course_lib.grading import integrity, sandbox
+from course_lib.grader import integrity, sandbox
 
 ASSIGNMENT = "pruning"
 #: Per-cell timeout of the run (the slowest cell of the solution is far below it).
@@ -413,15 +413,15 @@ def attacked(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("attacked")
     shutil.copy(REPO / "nbgrader_config.py", root)
     shutil.copytree(source_of(ASSIGNMENT).parent, root / "assignments" / "source" / ASSIGNMENT)
-    from course_lib import grading
+    from course_lib import grader
 
-    assert grading.nbgrader(root, "generate_assignment", ASSIGNMENT, quiet=True) == 0
+    assert grader.nbgrader(root, "generate_assignment", ASSIGNMENT, quiet=True) == 0
     made = make_students(root)
     before = snapshot(root, GRADER_OUTPUT)
     outside = [p for p in made["written"] if not p.is_relative_to(root)]
     outside_before = {p: file_digest(p) for p in outside}
     repo_before = marker_files()
-    command = [sys.executable, "-m", "course_lib.grading", "run", ASSIGNMENT, "--course-dir"]
+    command = [sys.executable, "-m", "course_lib.grader", "run", ASSIGNMENT, "--course-dir"]
     command += [str(root), "--timeout", str(TIMEOUT_S), "--workers", "2"]
     command += ["--memory-limit", MEMORY_LIMIT]
     run = subprocess.run(command, capture_output=True, text=True)
@@ -677,9 +677,9 @@ def toy_course(root: Path) -> Path:
     (root / "assignments/source/toy").mkdir(parents=True)
     shutil.copy(REPO / "nbgrader_config.py", root)
     nbformat.write(toy_notebook(), root / "assignments/source/toy/toy.ipynb")
-    from course_lib import grading
+    from course_lib import grader
 
-    assert grading.nbgrader(root, "generate_assignment", "toy", quiet=True) == 0
+    assert grader.nbgrader(root, "generate_assignment", "toy", quiet=True) == 0
     release = nbformat.read(root / "assignments/release/toy/toy.ipynb", 4)
     bodies = {
         "ann": "def triple(x):\n    return x + x + x",
@@ -699,7 +699,7 @@ EXPECTED_TOY = {"ann": 3.0, "cal": 1.0, "dan": 1.0}
 
 
 def graded_scores(root: Path, workers: int) -> tuple[dict, dict, str]:
-    command = [sys.executable, "-m", "course_lib.grading", "run", "toy", "--course-dir", str(root)]
+    command = [sys.executable, "-m", "course_lib.grader", "run", "toy", "--course-dir", str(root)]
     run = subprocess.run(
         command + ["--workers", str(workers), "--timeout", "60"], capture_output=True, text=True
     )

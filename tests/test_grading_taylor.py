@@ -38,7 +38,7 @@ from test_grading import (
 )
 from torch import nn
 
-from course_lib import grading, taylor
+from course_lib import grader, grading, taylor
 from course_lib.taylor import criterion, loop
 
 ASSIGNMENT = "taylor"
@@ -218,12 +218,12 @@ def course(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("taylor_course")
     shutil.copy(Path(__file__).resolve().parents[1] / "nbgrader_config.py", root)
     shutil.copytree(SOURCE.parent, root / "assignments" / "source" / ASSIGNMENT)
-    assert grading.nbgrader(root, "generate_assignment", ASSIGNMENT) == 0
+    assert grader.nbgrader(root, "generate_assignment", ASSIGNMENT) == 0
     make_submissions(root)
     command = [
         sys.executable,
         "-m",
-        "course_lib.grading",
+        "course_lib.grader",
         "run",
         ASSIGNMENT,
         "--course-dir",

@@ -1,21 +1,16 @@
-"""Checks and tolerances of the graded assignments, and a thin wrapper around nbgrader.
+"""Checks and tolerances of the graded assignments: what an assignment's test cells import.
 
 One source of truth: the test cells of ``assignments/source/*/`` and the pytest/papermill
 tests call the same functions with the same constants, so a tolerance is changed here once.
+``import course_lib.grading`` loads only the checks (no nbgrader, no sandbox, no kernels):
+the runner that grades submissions is :mod:`course_lib.grader`.
 
-- :mod:`.checks`: :class:`CheckFailed` and the accuracy band every assignment shares;
+- :mod:`.checks`: :class:`CheckFailed`, the accuracy band every assignment shares, and
+  :func:`type_name`;
 - :mod:`.pruning`: the pruning assignment's settings and checks;
 - :mod:`.nas`: the NAS assignment's settings and checks;
 - :mod:`.taylor`: the Taylor-pruning assignment's settings and checks;
-- :mod:`.bnn`: the binary-network assignment's settings, checks and training;
-- :mod:`.pipeline`: check the submissions, autograde in parallel, feedback, export
-  (``course grade``);
-- :mod:`.sandbox`, :mod:`.kernels`, :mod:`.remote`, :mod:`.plan`, :mod:`.refereed`: student
-  code in a sandbox, the tests in a separate clean kernel (nbgrader's ``Execute`` step);
-- :mod:`.integrity`: the integrity report of a grading run.
-
-Instructors: ``course grade run <assignment>`` (or ``python -m course_lib.grading run
-<assignment>``) does it all; see ``book/grading.md``.
+- :mod:`.bnn`: the binary-network assignment's settings, checks and training.
 """
 
 from .bnn import (
@@ -46,17 +41,6 @@ from .nas import (
     check_sync_point,
     check_total_loss,
     nas_homework,
-)
-from .pipeline import (
-    BadSubmission,
-    add_arguments,
-    check_submissions,
-    course_root,
-    grade,
-    main,
-    nbgrader,
-    notebook_problem,
-    run_command,
 )
 from .pruning import (
     MAX_DROP,
@@ -115,13 +99,11 @@ __all__ = [
     "SPARSITY_COUNT_TOLERANCE",
     "TAYLOR_HOMEWORK",
     "TAYLOR_MIN_ACCURACY",
-    "BadSubmission",
     "CheckFailed",
     "NasHomework",
     "PruningHomework",
     "TaylorHomework",
     "accuracy_floor",
-    "add_arguments",
     "check_accuracy",
     "check_cost_formulas",
     "check_cost_table",
@@ -140,25 +122,18 @@ __all__ = [
     "check_prune_round",
     "check_steps",
     "check_structured",
-    "check_submissions",
     "check_taylor_criterion",
-    "course_root",
     "expected_structured",
     "fine_tune",
     "fixed_batches",
-    "grade",
     "homework_network",
     "layer_shapes",
-    "main",
     "nas_homework",
-    "nbgrader",
-    "notebook_problem",
     "other_network",
     "prunable_weights",
     "pruned_channels",
     "pruning_homework",
     "regularizes",
-    "run_command",
     "sgd_finetune",
     "sparsity",
     "taylor_homework",

@@ -1,7 +1,8 @@
-"""``python -m course_lib.grading``: the same as ``course grade``."""
+"""``python -m course_lib.grading``: kept for scripts written before the runner moved to
+:mod:`course_lib.grader`; the same as ``python -m course_lib.grader`` and ``course grade``."""
 
 import sys
 
-from .pipeline import main
+from ..grader.pipeline import main
 
 sys.exit(main())

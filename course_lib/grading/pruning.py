@@ -20,8 +20,7 @@ from ..data import DataSettings
 from ..models import BaselineCNN
 from ..prune.structured import sparsity_regularization
 from ..train import TrainConfig, fit, make_optimizer
-from .checks import CheckFailed
-from .remote import type_name
+from .checks import CheckFailed, type_name
 
 # --- tolerances --------------------------------------------------------------------------
 

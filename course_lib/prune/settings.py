@@ -119,10 +119,6 @@ class LatencySettings:
     warmup: int
     alignment_rounds: int
 
-    @property
-    def batch_sizes(self) -> tuple[int, ...]:
-        return tuple(self.protocol)
-
 
 @dataclass(frozen=True)
 class PruningSettings:

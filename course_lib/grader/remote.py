@@ -33,7 +33,6 @@ import importlib
 import io
 import json
 import os
-import pickle
 import re
 import socket
 import struct
@@ -132,6 +131,7 @@ ALLOWED_PACKAGES = ("torch.nn", "course_lib", "torch_pruning")
 #: Parts of those packages that are never needed as values.
 EXCLUDED_MODULES = (
     "course_lib.grading",
+    "course_lib.grader",
     "course_lib.cli",
     "course_lib.paths",
     "course_lib.results",
@@ -691,14 +691,6 @@ def function_stopped_in(message: str) -> str | None:
     return found.group(1) if found else None
 
 
-def type_name(value: Any) -> str:
-    """The class name of ``value``, also for an object that stayed in the other kernel (a
-    :class:`Proxy` cannot be tested with ``isinstance``: it only knows the name)."""
-    if isinstance(value, Proxy):
-        return value._handle.name
-    return type(value).__name__
-
-
 def _attach_gradient(agent: Agent, graph: int, inputs: list, outputs: list) -> tuple:
     """``outputs`` (computed in the other kernel) as tensors whose backward pass asks that
     kernel for the gradients of ``inputs``."""
@@ -1094,15 +1086,6 @@ def _opens_for_writing(args: tuple) -> bool:
     if isinstance(mode, str) and any(c in mode for c in "wax+"):
         return True
     return isinstance(flags, int) and bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
-
-
-def pickle_check(value: Any) -> bool:
-    """Whether ``value`` can be pickled at all (used by tests)."""
-    try:
-        pickle.dumps(value)
-    except Exception:
-        return False
-    return True
 
 
 CallableT = Callable[..., Any]

@@ -84,15 +84,13 @@ def _launcher_env() -> dict[str, str]:
 
 
 class StderrReader:
-    """Reads a kernel's stderr in a thread: the audit reports, and the last lines (for the
-    account of a kernel that died). Bounded, whatever the kernel writes."""
+    """Reads a kernel's stderr in a thread and keeps the audit reports (bounded, whatever
+    the kernel writes); other lines are dropped."""
 
-    MAX_LINES = 40
     MAX_LINE = 2000
 
     def __init__(self, stream: Any) -> None:
         self.audit: list[dict] = []
-        self.tail: list[str] = []
         self.closed_early = False
         self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self._thread.start()
@@ -107,8 +105,6 @@ class StderrReader:
                     continue
                 if isinstance(record, dict) and len(self.audit) < 500:
                     self.audit.append({k: str(v)[:300] for k, v in record.items()})
-            else:
-                self.tail = [*self.tail[-self.MAX_LINES + 1 :], line]
 
 
 # --- outputs -------------------------------------------------------------------------------
@@ -393,8 +389,3 @@ class KernelRunner:
     def audit(self) -> list[dict]:
         reader = self.km.stderr_reader if self.km else None
         return self.past_audit + (reader.audit if reader else [])
-
-    @property
-    def stderr_tail(self) -> list[str]:
-        reader = self.km.stderr_reader if self.km else None
-        return reader.tail if reader else []

@@ -398,6 +398,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.grading", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m course_lib.grader", description=__doc__)
     add_arguments(parser)
     return run_command(parser.parse_args(argv))

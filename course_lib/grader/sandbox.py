@@ -18,7 +18,7 @@ active. From strongest to weakest:
 - **resource limits** (``setrlimit``, always on Linux and macOS): CPU seconds, address
   space (when no memory cgroup), processes, size of one file, open files.
 
-The kernel command is wrapped as ``python -m course_lib.grading.sandbox <spec> -- bwrap ...
+The kernel command is wrapped as ``python -m course_lib.grader.sandbox <spec> -- bwrap ...
 -- setpriv ... -- python -m ipykernel_launcher ...``: the first step joins the cgroups, sets
 the limits and closes every inherited file descriptor before anything of the student's
 runs.
@@ -493,7 +493,7 @@ class Sandbox:
             "env": None if self.protections.namespaces else self.inside_env(),
             "cwd": None if self.protections.namespaces else str(self.work),
         }
-        return [sys.executable, "-m", "course_lib.grading.sandbox", json.dumps(spec), "--", *inner]
+        return [sys.executable, "-m", "course_lib.grader.sandbox", json.dumps(spec), "--", *inner]
 
     def _bwrap_arguments(self) -> list[str]:
         arguments = _namespace_flags(self.protections.root)
@@ -583,10 +583,10 @@ def _apply_limits(spec: dict) -> None:
 
 
 def launch(argv: Sequence[str]) -> None:
-    """``python -m course_lib.grading.sandbox <spec json> -- command...``: join the cgroups,
+    """``python -m course_lib.grader.sandbox <spec json> -- command...``: join the cgroups,
     set the limits, close inherited descriptors, then become ``command``."""
     if len(argv) < 3 or argv[1] != "--":
-        raise SystemExit("usage: python -m course_lib.grading.sandbox SPEC -- COMMAND...")
+        raise SystemExit("usage: python -m course_lib.grader.sandbox SPEC -- COMMAND...")
     spec = json.loads(argv[0])
     command = list(argv[2:])
     _apply_limits(spec)

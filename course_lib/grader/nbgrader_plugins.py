@@ -9,8 +9,8 @@
   the failing one, which in a test cell may be hidden tests; the frames of the test cell
   itself become a one-line note, the student's own frames and the error message stay.
 
-Kept apart from :mod:`course_lib.grading` so that notebooks importing the checks do not
-import nbgrader.
+Part of the runner (:mod:`course_lib.grader`), apart from the checks
+(:mod:`course_lib.grading`), so that notebooks importing the checks do not import nbgrader.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from .plan import CellPlan, Plan, make_plan
 from .remote import REFEREE, STUDENT, function_stopped_in
 from .sandbox import Limits, Sandbox, detect, kernel_uid, parse_bytes, python_environment
 
-AGENT = "__import__('course_lib.grading.remote', fromlist=['remote'])"
+AGENT = "__import__('course_lib.grader.remote', fromlist=['remote'])"
 #: Seconds the agent's own steps may take (connecting, sending names).
 AGENT_TIMEOUT_S = 300
 #: What the student kernel may read, besides the Python environment (reported by its

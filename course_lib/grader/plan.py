@@ -101,10 +101,6 @@ class Plan:
     last_by: dict[str, int] = field(default_factory=dict)
     pulled: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def preamble_names(self) -> set[str]:
-        return set().union(*(c.assigned for c in self.cells if c.preamble))
-
     def for_referee(self, cell: CellPlan) -> tuple[list[str], list[tuple[str, int]]]:
         """Before the referee runs ``cell``: (names to fetch from the student kernel,
         [(name, student cell)] rebindings of trusted names that it ignores)."""
