@@ -207,6 +207,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_fit_binary_is_seeded_and_resumes_to_the_same_weights(tmp_path):
     config = BinaryTrainConfig(epochs=2, distill=0.5, stage1_epochs=1, autocast=False)
     teacher = resnet20()
@@ -274,6 +275,7 @@ def _layer(shape, seed=0):
     return x, threshold, sign_w, kernel.PackedConv.from_signs(sign_w, threshold, s, p)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_packed_conv_is_bit_exact_on_every_path(shape):
     x, threshold, sign_w, packed = _layer(shape)

@@ -55,6 +55,7 @@ def compared():
     return compare_methods(tiny_loaders(), tiny_settings(1e3), methods=METHODS, progress=False)
 
 
+@pytest.mark.slow
 def test_close_methods_get_a_second_seed_and_the_others_do_not(compared):
     first = {k: e["runs"][0]["test_accuracy"][-1] for k, e in compared["methods"].items()}
     assert compared["close"] == close_methods(first)
@@ -68,12 +69,14 @@ def test_close_methods_get_a_second_seed_and_the_others_do_not(compared):
     json.dumps(compared)  # the results file's layout
 
 
+@pytest.mark.slow
 def test_second_seeds_beyond_the_budget_are_skipped_and_listed():
     m = compare_methods(tiny_loaders(), tiny_settings(0.0), methods=METHODS, progress=False)
     assert all(e["seeds"] == [0] for e in m["methods"].values())
     assert [s["method"] for s in m["skipped"]] == m["close"]
 
 
+@pytest.mark.slow
 def test_table_and_figures_come_from_the_metrics(compared):
     table = summary.methods_table(compared).data
     for e in compared["methods"].values():
@@ -84,6 +87,7 @@ def test_table_and_figures_come_from_the_metrics(compared):
     assert len(plots.weight_flips(compared).axes[0].lines) == 2
 
 
+@pytest.mark.slow
 def test_every_binary_network_runs_packed_and_dabnn_amplitudes_are_timed(compared):
     packed = compared["packed"]
     assert sorted(packed) == ["dabnn", "ste", "uncertainty"]

@@ -39,6 +39,7 @@ def run(method: str, seed: int = 0) -> bnn.MethodRun:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", bnn.METHODS)
 def test_every_method_trains_and_repeats_its_numbers_with_a_seed(method):
     first, second = run(method), run(method)

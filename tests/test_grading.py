@@ -317,6 +317,7 @@ def test_check_sparse_training_needs_the_pruner_before_the_first_step():
         )
 
 
+@pytest.mark.slow
 def test_fine_tune_regularizes_with_a_sparsity_training_pruner_only():
     from course_lib.data import TensorLoader
     from course_lib.train import TrainConfig

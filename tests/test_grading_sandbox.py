@@ -113,6 +113,7 @@ def test_sandboxed_code_cannot_read_write_or_connect_outside(tmp_path):
     assert not outside.exists() and not (REPO / "course_lib" / "x.py").exists()
 
 
+@pytest.mark.slow
 def test_limits_stop_memory_hogs(tmp_path):
     if not sandbox.detect().rlimits:
         pytest.skip("no resource limits on this platform")
@@ -259,6 +260,7 @@ remote.serve()
 """
 
 
+@pytest.mark.slow
 def test_calls_cross_the_link_with_in_place_changes_gradients_and_errors(tmp_path):
     address = str(tmp_path / "referee.sock")
     remote.start("referee", address)

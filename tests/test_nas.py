@@ -246,8 +246,11 @@ def test_parallel_executor_gives_the_same_outputs_as_sequential():
             nas.PathExecutor(net, parallel=False) as seq,
         ):
             out_par, out_seq = par(x), seq(x)
-            assert np.array_equal(out_par, out_seq)
-            assert np.array_equal(par(x[:1]), out_par[:1])
+            assert np.array_equal(out_par, out_seq)  # same batch, same kernels: exact
+            assert np.array_equal(par(x[:1]), seq(x[:1]))
+            # batch 1 against batch 2: ONNX Runtime may pick other kernels for another batch
+            # size or instruction set (AVX2, AVX-512), which sum in another order
+            np.testing.assert_allclose(par(x[:1]), out_par[:1], rtol=1e-5, atol=1e-6)
         with torch.no_grad():
             np.testing.assert_allclose(
                 out_par, net(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5

@@ -131,8 +131,14 @@ def test_taylor_ranks_like_torch_pruning_group_taylor_importance():
             conv, tp.prune_conv_out_channels, idxs=list(range(conv.out_channels))
         )
         theirs = importance(group)
-        torch.testing.assert_close(ours[name] * len(x) * sizes[name], theirs, rtol=1e-4, atol=1e-8)
-        assert torch.equal(ours[name].argsort(), theirs.argsort()), name
+        # two computations (activation x its gradient, weight x its gradient) of signed float32
+        # sums: their error is absolute, of the order of the largest score, not relative to a
+        # score that nearly cancels; kernels differ between CPUs (AVX2, AVX-512)
+        tol = 1e-5 * float(theirs.abs().max())
+        torch.testing.assert_close(ours[name] * len(x) * sizes[name], theirs, rtol=1e-4, atol=tol)
+        # the same ranking, up to scores closer than that tolerance
+        ranked = theirs[ours[name].argsort()]
+        assert bool((ranked.diff() >= -tol).all()), name
 
 
 def test_l1_and_activation_scores():
@@ -405,6 +411,7 @@ def make_image_folder(root, classes=("monet", "farshchian"), per_class=4, size=4
     return root
 
 
+@pytest.mark.slow
 def test_image_folder_path_prunes_an_untrained_vgg16(tmp_path):
     root = make_image_folder(tmp_path / "paintings")
     loaders = imagefolder.image_folder_loaders(
@@ -448,6 +455,7 @@ def test_malformed_image_folder_is_a_clear_error(tmp_path):
         imagefolder.split_per_class([0, 0, 1, 1], 1.0, seed=0)
 
 
+@pytest.mark.slow
 def test_missing_imagenet_weights_are_a_clear_error(tmp_path, monkeypatch):
     from urllib.error import URLError
 

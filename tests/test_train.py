@@ -18,6 +18,7 @@ def tiny_model() -> torch.nn.Module:
 CONFIG = train.TrainConfig(epochs=3, lr=0.05, channels_last=False, autocast=False)
 
 
+@pytest.mark.slow
 def test_loss_falls_on_real_data(small_loaders):
     history = train.fit(
         tiny_model(), small_loaders.train, CONFIG, small_loaders.val, progress=False
@@ -40,6 +41,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_gives_the_same_weights(small_loaders, tmp_path):
     reference = tiny_model()
     train.fit(reference, small_loaders.train, CONFIG, progress=False)
