@@ -54,6 +54,7 @@ def test_every_method_trains_and_repeats_its_numbers_with_a_seed(method):
     assert any(k.endswith("weight") for k in moved), "training changed no weight"
 
 
+@pytest.mark.slow
 def test_flips_are_counted_for_ste_and_uncertainty_only():
     assert isinstance(run("ste").flips[0], int) and run("ste").flips[0] > 0
     assert run("uncertainty").flips is not None

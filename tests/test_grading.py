@@ -256,6 +256,7 @@ def test_accuracy_floors_pass_the_methods_and_fail_the_common_mistakes(cifar):
         grading.check_accuracy(accuracy(untuned), floor)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep_mask", [_gradient_hooks, _forward_pre_hook])
 def test_alternative_mask_implementations_pass_the_iterative_tests(keep_mask):
     """Masks kept in a gradient hook or re-applied in a forward pre-hook are correct: the
@@ -271,6 +272,7 @@ def test_alternative_mask_implementations_pass_the_iterative_tests(keep_mask):
     grading.check_magnitude_criterion(original, pruned)
 
 
+@pytest.mark.slow
 def test_pruning_without_a_mask_fails_the_iterative_tests():
     torch.manual_seed(0)
     batch = (torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,)))
@@ -300,6 +302,7 @@ def _structured_prune(
     return model
 
 
+@pytest.mark.slow
 def test_check_sparse_training_needs_the_pruner_before_the_first_step():
     model = BaselineCNN()
     grading.check_sparse_training(_structured_prune, model)

@@ -267,6 +267,7 @@ def test_parallel_executor_raises_on_bad_input_and_recovers():
         assert np.array_equal(par(x), good)  # no stale result of the failed call
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("merge", ["conv", "sum"])
 def test_fork_executor_gives_the_networks_logits(merge):
     space = nas.SearchSpace(widths=(4, 6, 8), hidden=16, merge=merge)

@@ -28,6 +28,7 @@ def test_loss_falls_on_real_data(small_loaders):
     assert history.val_accuracy[-1] > 0.15  # chance is 0.10
 
 
+@pytest.mark.slow
 def test_same_seed_gives_same_weights(small_loaders):
     config = train.TrainConfig(epochs=1, lr=0.05, channels_last=False, autocast=False)
     a, b = tiny_model(), tiny_model()
