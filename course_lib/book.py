@@ -182,17 +182,35 @@ def save_full_run(executed: Path, folder: Path | None = None) -> Path:
 # -- one page of the book --------------------------------------------------------------------
 
 
-def _with_outputs(source: NotebookNode, run: NotebookNode) -> NotebookNode:
+def added_code(run: NotebookNode, source: NotebookNode) -> set[int] | None:
+    """The positions (among ``source``'s code cells) of the cells ``run`` did not execute,
+    when ``source``'s code is ``run``'s with cells added and none changed or removed; else
+    ``None``. Added cells (e.g. a method built from scratch, checked by an assert) leave the
+    saved run's outputs valid for every other cell."""
+    ran, added = iter(code_of(run)), set()
+    expected = next(ran, None)
+    for position, code in enumerate(code_of(source)):
+        if code == expected:
+            expected = next(ran, None)
+        else:
+            added.add(position)
+    return added if expected is None else None
+
+
+def _with_outputs(source: NotebookNode, run: NotebookNode, added: set[int]) -> NotebookNode:
     """``source``'s cells (current text) with the outputs of ``run``, which executed the
-    same code; papermill's injected-parameters cell is kept after the parameters cell."""
+    same code but for the code cells at positions ``added`` (shown without outputs);
+    papermill's injected-parameters cell is kept after the parameters cell."""
     merged = copy.deepcopy(source)
     executed = [c for c in run.cells if c.cell_type == "code" and not _is_injected(c)]
     injected = [c for c in run.cells if _is_injected(c)]
-    cells, done = [], iter(executed)
+    cells, done, position = [], iter(executed), 0
     for cell in merged.cells:
         if cell.cell_type == "code":
-            twin = next(done)
-            cell.outputs, cell.execution_count = twin.outputs, twin.execution_count
+            if position not in added:
+                twin = next(done)
+                cell.outputs, cell.execution_count = twin.outputs, twin.execution_count
+            position += 1
         cells.append(cell)
         if "parameters" in cell.metadata.get("tags", []):
             cells += injected
@@ -209,7 +227,7 @@ def _admonition(kind: str, title: str, text: str) -> NotebookNode:
     )
 
 
-def _label(run: NotebookNode, notebook: Path, stale: bool) -> NotebookNode:
+def _label(run: NotebookNode, notebook: Path, stale: bool, added: int = 0) -> NotebookNode:
     rerun = f"`course run notebooks/{notebook.name} --profile full`"
     papermill = run.metadata.get("papermill", {})
     if run_profile(run) != "full":
@@ -231,26 +249,35 @@ def _label(run: NotebookNode, notebook: Path, stale: bool) -> NotebookNode:
             f"has changed since, so the text and the outputs below belong to that older "
             f"version. {rerun} refreshes it.",
         )
+    since = (
+        f" Code cells added to the chapter since that run ({added}) are shown without "
+        "outputs: run the notebook to see them (the course's tests execute every one, its "
+        "asserts included)."
+        if added
+        else ""
+    )
     return _admonition(
         "note",
         "Full-profile run",
         f"This page shows the saved full-profile run of this chapter ({when}, "
-        f"{minutes:.0f} min), made by {rerun}.",
+        f"{minutes:.0f} min), made by {rerun}.{since}",
     )
 
 
 def page(notebook: Path, executed: Path) -> NotebookNode:
     """The notebook the book shows for chapter ``notebook``: the executed notebook
     ``executed`` (a full- or quick-profile papermill run), with the current text of
-    ``notebook`` when both ran the same code, trimmed (:func:`trim`), and a label right
-    under the title saying which run it is."""
+    ``notebook`` when both ran the same code or the notebook only added code cells (shown
+    without outputs), trimmed (:func:`trim`), and a label right under the title saying which
+    run it is."""
     source = nbformat.read(notebook, as_version=4)
     run = nbformat.read(executed, as_version=4)
     if run_profile(run) is None:
         raise ValueError(f"{executed} is not a papermill execution of {Path(notebook).name}")
-    stale = code_of(run) != code_of(source)
-    shown = trim(run if stale else _with_outputs(source, run))
-    label = _label(run, Path(notebook), stale)
+    added = added_code(run, source)
+    stale = added is None
+    shown = trim(run if stale else _with_outputs(source, run, added))
+    label = _label(run, Path(notebook), stale, len(added or ()))
     first = shown.cells[0] if shown.cells else None
     if first is None or first.cell_type != "markdown" or not first.source.startswith("# "):
         shown.cells.insert(0, label)

@@ -219,6 +219,22 @@ def test_a_full_run_of_older_code_says_so(tmp_path):
     assert shown.cells[-1].source == "x = 1", "the outputs are shown with the code that made them"
 
 
+def test_code_cells_added_since_a_full_run_are_shown_without_outputs(tmp_path):
+    run = executed("full", code="x = 1")
+    source = source_of(run)
+    source.cells.insert(3, nbformat.v4.new_code_cell("def twice(v):\n    return 2 * v"))
+    shown = book.page(write(source, tmp_path / "07_demo.ipynb"), write(run, tmp_path / "run.ipynb"))
+    assert "Full-profile run" in label_of(
+        shown
+    ) and "cells added to the chapter since that run (1)" in label_of(shown)
+    code = [c for c in shown.cells if c.cell_type == "code" and "injected" not in str(c.metadata)]
+    assert code[1].source.startswith("def twice") and code[1].outputs == []
+    assert code[-1].outputs == book.trim(run).cells[-1].outputs
+    assert book.added_code(run, source) == {1}
+    source.cells[-1].source = "x = 2"  # a changed cell: the saved run is of older code
+    assert book.added_code(run, source) is None
+
+
 def test_a_notebook_that_papermill_did_not_run_is_refused(tmp_path):
     run = executed("full")
     run.metadata.pop("papermill")
