@@ -393,7 +393,7 @@ class Grading:
         if serving is not None:
             served = await self._finish(serving, self.student)
             if served.status == "died":
-                during = function_stopped_in(reply.evalue or "") if reply.ename else None
+                during = function_stopped_in(reply.evalue)
                 await self._student_died(cell, served, node, during)
         self._referee_ended(cell, node, reply)
 

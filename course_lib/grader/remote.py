@@ -684,7 +684,7 @@ def stopped_during(name: str) -> str:
     return STOPPED_DURING.format(name=name)
 
 
-def function_stopped_in(message: str) -> str | None:
+def function_stopped_in(message: str | None) -> str | None:
     """The function named by :func:`stopped_during` in an error message, if any."""
     head, _, tail = STOPPED_DURING.partition("{name}")
     found = re.search(re.escape(head) + r"([\w.<>]+)" + re.escape(tail), message or "")
