@@ -2,15 +2,15 @@ import json
 
 import pytest
 
-from course_lib import paths, profiles, results
+from course_lib import baseline, paths, profiles, results
 
 
 def test_unknown_profile_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown profile 'fast'.*quick, full"):
         profiles.check_profile("fast")
     assert (
-        profiles.baseline_settings("quick").train.epochs
-        < profiles.baseline_settings("full").train.epochs
+        baseline.baseline_settings("quick").train.epochs
+        < baseline.baseline_settings("full").train.epochs
     )
 
 

@@ -531,7 +531,7 @@ def tiny_metrics() -> dict:
             "actual": [0.2, -0.1, 0.5],
         },
     }
-    metrics |= taylor_summary.headline_metrics(metrics, 0, 2000)
+    metrics |= taylor_summary.headline(metrics, 0, 2000)
     metrics["deployment"] = {
         "latency_ms": {
             n: {"median_ms": v, "low_ms": v * 0.9, "high_ms": v * 1.1}

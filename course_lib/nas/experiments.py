@@ -10,22 +10,21 @@ method runs one section (seeded; in a full run every search and training is cach
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .. import data, paths, results, train
+from .. import chapter, data, train
 from .costs import architecture_cost
 from .derive import SearchResult, search_and_derive
 from .evaluate import assess, cached
 from .multicore import parallel_table, sync_cost
 from .search import search
-from .settings import PAPER_ARCH_LR, nas_settings
+from .settings import PAPER_ARCH_LR, NasSettings, nas_settings
 from .space import Architecture
-from .summary import margin
+from .summary import headline, margin
 from .supernet import SuperNet
 
 NOTEBOOK = "notebooks/04_nas.ipynb"
@@ -59,23 +58,25 @@ def agreement(archs: list[Architecture]) -> dict:
 
 
 class ChapterRun:
-    """One run of the chapter in ``profile`` with ``seed``."""
+    """One run of the chapter in ``profile`` with ``seed``: a :class:`course_lib.chapter.Run`
+    (``self.run``: settings, section times, the metrics, the resume cache) with the
+    chapter's data and what the sections found so far."""
 
     def __init__(self, profile: str, seed: int = 0, progress: bool = True) -> None:
-        self.settings = nas_settings(profile)
+        self.run = chapter.start("nas", NOTEBOOK, profile, seed, nas_settings)
+        self.settings: NasSettings = self.run.settings
         self.profile, self.seed, self.progress = profile, seed, progress
         self.space = self.settings.space
         self.device = train.default_device()
-        self.cache_dir = paths.RUNS_DIR / "full" / "nas_cache" if profile == "full" else None
-        self.started = time.perf_counter()
         self.cifar = data.load_cifar10()
         self.searches: dict[float, list[SearchResult]] = {}
         self.best: SearchResult | None = None
-        self.metrics: dict = {"profile": profile, "protocol": self.protocol()}
+        self.metrics = self.run.metrics
+        self.metrics.update(profile=profile, protocol=self.protocol())
 
     def cache(self, name: str) -> Path | None:
         """A cache file of a full run (``None`` in the quick profile: nothing is kept)."""
-        return None if self.cache_dir is None else self.cache_dir / name
+        return self.run.cache(name)
 
     def protocol(self) -> dict:
         s = self.settings
@@ -102,6 +103,7 @@ class ChapterRun:
 
     # --- learning rates ---------------------------------------------------------------
 
+    @chapter.section("learning rates")
     def lr_check(self) -> dict:
         """The same short search with the paper's learning rates, ours for the weights
         only, and ours: the supernet's accuracy and how far the decisions moved."""
@@ -138,6 +140,7 @@ class ChapterRun:
 
     # --- experiment 1: sync points ------------------------------------------------------
 
+    @chapter.section("experiment 1")
     def sync_configs(self) -> dict:
         """The paper's Fig. 7: four fixed sync configurations, trained from scratch."""
         s, out = self.settings, {}
@@ -174,6 +177,7 @@ class ChapterRun:
         loaders = self.search_loaders
         return search_and_derive(self.space, config, loaders.train, loaders.val, seed, cache)
 
+    @chapter.section("experiment 2, searches")
     def beta_searches(self) -> list[dict]:
         """The paper's Table 2: one search per beta and search seed, and whether the seeds
         agree on the derived network."""
@@ -193,6 +197,7 @@ class ChapterRun:
         self.metrics["beta_sweep"] = sweep
         return sweep
 
+    @chapter.section("experiment 2, retraining")
     def beta_retraining(self) -> list[dict]:
         """The second training of every derived network: from its own search's weights
         (the paper's warm start), and, for the first search seed, from scratch."""
@@ -242,6 +247,7 @@ class ChapterRun:
 
     # --- a sync point priced by time ------------------------------------------------------
 
+    @chapter.section("measured sync cost")
     def sync_cost(self) -> dict:
         """Measure what a sync point costs in time (cached in a full run, so that a resumed
         run searches with the same prices)."""
@@ -254,6 +260,7 @@ class ChapterRun:
         self.metrics["sync_cost"] = cost
         return cost
 
+    @chapter.section("measured sync cost")
     def latency_cost_sweep(self) -> list[dict]:
         """The beta sweep again (first search seed), with ``C_sync`` priced by the measured
         time: which structures change."""
@@ -282,6 +289,7 @@ class ChapterRun:
 
     # --- the best network ---------------------------------------------------------------
 
+    @chapter.section("best network")
     def best_network(self) -> dict:
         """The derived network of best validation accuracy in the sweep, trained longer
         from its search's weights."""
@@ -325,6 +333,7 @@ class ChapterRun:
 
     # --- multicore ----------------------------------------------------------------------
 
+    @chapter.section("multicore")
     def multicore(self) -> list[dict]:
         """Path-parallel vs sequential vs ONNX Runtime's threads, at the paper's and the
         course's widths, batch 1 and 16 (:func:`course_lib.nas.multicore.parallel_table`)."""
@@ -369,12 +378,12 @@ class ChapterRun:
     # --- results ------------------------------------------------------------------------
 
     def wall_time_s(self) -> float:
-        return time.perf_counter() - self.started
+        return self.run.wall_time_s()
 
     def save(self) -> Path | None:
-        """``results/nas.json`` in the full profile; nothing in the quick one."""
-        command = results.default_command(NOTEBOOK)
-        return results.save_results("nas", self.profile, self.metrics, self.wall_time_s(), command)
+        """Add the headline numbers and the section times; ``results/nas.json`` in the full
+        profile, nothing in the quick one."""
+        return self.run.finish(headline(self.metrics))
 
 
 def _search_record(r: SearchResult) -> dict:

@@ -126,15 +126,16 @@ NAS = {
         multicore_batches=(1, 16),
         multicore_rounds=20,
         # Measured: the full run of commit dbe3b89 on the idle 2-core Intel Xeon (AMX,
-        # bf16 autocast) took 79.9 min; each value is its section's time, rounded up.
+        # bf16 autocast) took 79.9 min; each value is its section's time, rounded up. The
+        # keys are the sections of ChapterRun (course_lib.nas.experiments).
         estimate_min={
-            "learning rates (3 searches x 2 epochs of 10,000 images)": 2.0,
-            "experiment 1 (4 networks x 2 seeds x 3 epochs, from scratch)": 14.5,
-            "experiment 2, searches (4 betas x 2 seeds x 2 epochs)": 21.5,
-            "measured sync cost and its searches (4 betas x 2 epochs)": 11.5,
-            "experiment 2, retraining (8 warm starts + 4 from scratch, 3 epochs each)": 21.0,
-            "best network (warm start, 15 epochs)": 10.0,
-            "multicore measurements (2 widths x 5 networks x 2 batch sizes)": 1.0,
+            "learning rates": 2.0,  # 3 searches x 2 epochs of 10,000 images
+            "experiment 1": 14.5,  # 4 networks x 2 seeds x 3 epochs, from scratch
+            "experiment 2, searches": 21.5,  # 4 betas x 2 seeds x 2 epochs
+            "measured sync cost": 11.5,  # the cost itself, and its 4 searches of 2 epochs
+            "experiment 2, retraining": 21.0,  # 8 warm starts + 4 from scratch, 3 epochs
+            "best network": 10.0,  # warm start, 15 epochs
+            "multicore": 1.0,  # 2 widths x 5 networks x 2 batch sizes
         },
     ),
 }

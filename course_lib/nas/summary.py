@@ -704,6 +704,21 @@ def target_verdict(rows: list[dict]) -> str:
 # --- targets and the saved run ------------------------------------------------------------
 
 
+def headline(m: dict) -> dict:
+    """The headline numbers the chapter's :data:`TARGETS` are checked on (the sections
+    :meth:`~.experiments.ChapterRun.best_network` and ``multicore`` record them): the best
+    derived network's test accuracy (fraction) and its path-parallel speed-up at batch 1
+    (ratio of medians, with its interval) at the paper's and the course's widths."""
+    keys = (
+        "best_test_accuracy",
+        "parallel_speedup_b1_paper_widths",
+        "parallel_speedup_b1_paper_widths_interval",
+        "parallel_speedup_b1",
+        "parallel_speedup_b1_interval",
+    )
+    return {k: m[k] for k in keys if k in m}
+
+
 def targets(m: dict, wall_time_s: float | None) -> Markdown:
     rows = []
     acc = m.get("best_test_accuracy")

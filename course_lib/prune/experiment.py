@@ -10,10 +10,7 @@ choice is made on the validation split, the test set only reports.
 from __future__ import annotations
 
 import copy
-import functools
 import itertools
-import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,9 +19,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import data, measure, models, paths, results
+from .. import chapter, data, measure, models, paths
 from ..train import Finetuner, default_device, evaluate, seed_everything
-from . import benchmark, storage, structured, unstructured
+from . import benchmark, storage, structured, summary, unstructured
 from .settings import ChannelSchedule, PruningSettings, pruning_settings
 
 NOTEBOOK = "notebooks/02_pruning.ipynb"
@@ -32,20 +29,29 @@ NOTEBOOK = "notebooks/02_pruning.ipynb"
 
 @dataclass
 class Context:
-    """What every section shares: settings, data, the trained dense model, section timings
-    (seconds) and the models a later section reuses (``kept``)."""
+    """What every section shares: the chapter's :class:`~course_lib.chapter.Run` (settings,
+    seed, section timings, the metrics saved at the end), data, the trained dense model and
+    the models a later section reuses (``kept``)."""
 
-    profile: str
-    seed: int
-    settings: PruningSettings
+    run: chapter.Run
     device: torch.device
     cifar: data.Cifar10
     loaders: data.Loaders
     dense: nn.Module
     checkpoint: Path
-    started: float = field(default_factory=time.perf_counter)
-    section_time_s: dict[str, float] = field(default_factory=dict)
     kept: dict[str, nn.Module] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> str:
+        return self.run.profile
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
+
+    @property
+    def settings(self) -> PruningSettings:
+        return self.run.settings
 
     def fresh(self) -> nn.Module:
         """A new copy of the trained baseline: every experiment starts from the same weights."""
@@ -64,15 +70,16 @@ class Context:
 
 
 def setup(profile: str, seed: int = 0) -> Context:
-    """Settings of ``profile``, CIFAR-10 loaders and chapter 1's trained baseline."""
-    settings = pruning_settings(profile)
+    """The chapter's run in ``profile`` (an unknown profile stops here), CIFAR-10 loaders and
+    chapter 1's trained baseline."""
+    run = chapter.start("pruning", NOTEBOOK, profile, seed, pruning_settings)
     seed_everything(seed)
     device = default_device()
     cifar = data.load_cifar10()
     checkpoint = paths.checkpoint(paths.BASELINE_CHECKPOINT, profile)
     dense = models.load_baseline_cnn(checkpoint).to(device).eval()
-    loaders = data.make_loaders(cifar, settings.data, seed=seed, device=device)
-    return Context(profile, seed, settings, device, cifar, loaders, dense, checkpoint)
+    loaders = data.make_loaders(cifar, run.settings.data, seed=seed, device=device)
+    return Context(run, device, cifar, loaders, dense, checkpoint)
 
 
 SECTIONS: list[str] = []
@@ -81,21 +88,10 @@ profiles' ``estimate_min``)."""
 
 
 def section(name: str) -> Callable:
-    """Record the wall time of a section function in ``ctx.section_time_s[name]``."""
+    """Time a section function in ``ctx.run`` (:func:`course_lib.chapter.section`) and
+    list its name in :data:`SECTIONS`."""
     SECTIONS.append(name)
-
-    def wrap(function: Callable) -> Callable:
-        @functools.wraps(function)
-        def timed(ctx: Context, *args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return function(ctx, *args, **kwargs)
-            finally:
-                ctx.section_time_s[name] = time.perf_counter() - start
-
-        return timed
-
-    return wrap
+    return chapter.section(name)
 
 
 def key(value: float) -> str:
@@ -359,35 +355,11 @@ def channel_pruning(ctx: Context, importance: str, pruner: str, selection_steps:
 # --- the end -----------------------------------------------------------------------------
 
 
-def targets(metrics: dict) -> dict:
-    """The headline numbers the chapter's targets are checked on (see :mod:`.summary`)."""
-    dense = metrics["baseline"]["accuracy"]
-    half = metrics["structured"][key(0.5)]
-    speedup = half["speedup"]["onnx_b1"]
-    aligned = metrics["alignment"]["aligned"]
-    return {
-        "iterative_80_accuracy_drop_points": 100
-        * (dense - metrics["iterative"]["0.8"]["accuracy"]),
-        "structured_50_onnx_speedup_b1": speedup["median"],
-        "structured_50_onnx_speedup_b1_interval": speedup["interval"],
-        "structured_50_accuracy_drop_points": 100 * (dense - half["accuracy"]),
-        "aligned_min_onnx_speedup_b1": min(
-            r["speedup"]["onnx_b1"]["median"] for r in aligned.values()
-        ),
-    }
-
-
 def finish(ctx: Context, metrics: dict) -> tuple[dict, Path | None]:
-    """Add the targets and section times, round-trip the dict through JSON (the saved form,
-    checked in every profile) and save it for a full run. Returns (metrics, path or None)."""
-    metrics = {
-        "checkpoint": str(ctx.checkpoint.relative_to(paths.REPO_ROOT)),
-        "settings": asdict(ctx.settings),
-        **metrics,
-        **targets(metrics),
-        "section_time_s": dict(ctx.section_time_s),
-    }
-    metrics = json.loads(json.dumps(metrics))
-    wall_time_s = time.perf_counter() - ctx.started
-    command = results.default_command(NOTEBOOK)
-    return metrics, results.save_results("pruning", ctx.profile, metrics, wall_time_s, command)
+    """End the run: the checkpoint and settings first, the sections' ``metrics``, the
+    headline numbers (:func:`.summary.headline`) and the section times, in the saved (JSON)
+    form; saved with provenance in the full profile. Returns (metrics, path or None)."""
+    checkpoint = str(ctx.checkpoint.relative_to(paths.REPO_ROOT))
+    ctx.run.metrics = {"checkpoint": checkpoint, "settings": asdict(ctx.settings), **metrics}
+    saved = ctx.run.finish(summary.headline(ctx.run.metrics))
+    return ctx.run.metrics, saved

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..measure import ratio_parts
-from . import selection as select
+from . import ranking
 from .summary import speedup_over_dense
 
 FAMILY_STYLE = {
@@ -142,13 +142,13 @@ def storage(metrics: dict) -> Figure:
 
 def _seed_bars(ax, table: dict, title: str) -> None:
     """Mean validation accuracy over seeds (bars), every seed (dots), best first."""
-    names = sorted(table, key=lambda n: -select.mean(table[n]))
+    names = sorted(table, key=lambda n: -ranking.mean(table[n]))
     x = np.arange(len(names))
-    ax.bar(x, [100 * select.mean(table[n]) for n in names], 0.6, color="tab:blue", alpha=0.6)
+    ax.bar(x, [100 * ranking.mean(table[n]) for n in names], 0.6, color="tab:blue", alpha=0.6)
     for i, name in enumerate(names):
-        seeds = select.values(table[name])
+        seeds = ranking.values(table[name])
         ax.plot([i] * len(seeds), [100 * v for v in seeds], "k.", ms=5)
-    low = min(min(select.values(table[n])) for n in names)
+    low = min(min(ranking.values(table[n])) for n in names)
     ax.set_ylim(100 * low - 3, None)
     ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
     ax.set(ylabel="validation accuracy (%)", title=title)

@@ -12,9 +12,10 @@ import statistics
 
 from IPython.display import Markdown
 
+from ..chapter import time_table as time_table  # the chapter shows its run's times
 from ..measure import NO_INTERVAL, latency_text, ratio_parts, ratio_text
 from ..report import markdown_table
-from . import selection
+from . import ranking
 
 TARGETS = {
     "iterative_80_drop_points": 1.0,
@@ -22,6 +23,24 @@ TARGETS = {
     "structured_50_drop_points": 2.0,
     "aligned_min_speedup_b1": 1.0,
 }
+
+
+def headline(m: dict) -> dict:
+    """The headline numbers the chapter's :data:`TARGETS` are checked on, read off the
+    sections' metrics (accuracy drops in points, speed-ups as ratios of medians)."""
+    dense = m["baseline"]["accuracy"]
+    half = m["structured"]["0.5"]
+    speedup = half["speedup"]["onnx_b1"]
+    aligned = m["alignment"]["aligned"]
+    return {
+        "iterative_80_accuracy_drop_points": 100 * (dense - m["iterative"]["0.8"]["accuracy"]),
+        "structured_50_onnx_speedup_b1": speedup["median"],
+        "structured_50_onnx_speedup_b1_interval": speedup["interval"],
+        "structured_50_accuracy_drop_points": 100 * (dense - half["accuracy"]),
+        "aligned_min_onnx_speedup_b1": min(
+            r["speedup"]["onnx_b1"]["median"] for r in aligned.values()
+        ),
+    }
 
 
 def pct(fraction: float, digits: int = 2) -> str:
@@ -246,7 +265,7 @@ def screening_table(m: dict) -> Markdown:
     table = m["importance_screening"]
     rows = [
         (name, *_accuracy_cells(row), row["params"], row.get("same_as") or "")
-        for name, row in sorted(table.items(), key=lambda kv: -selection.mean(kv[1]))
+        for name, row in sorted(table.items(), key=lambda kv: -ranking.mean(kv[1]))
     ]
     headers = ["importance", "val. acc., mean (%)", "spread (points)", "per seed (%)"]
     return markdown_table(rows, [*headers, "params", "identical to"])
@@ -254,7 +273,7 @@ def screening_table(m: dict) -> Markdown:
 
 def _accuracy_cells(row: dict, metric: str = "val_accuracy") -> tuple[str, str, str]:
     """Mean over seeds, standard deviation (points; "-" for one seed) and every seed's value."""
-    values = selection.values(row, metric)
+    values = ranking.values(row, metric)
     spread = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else "-"
     return pct(statistics.fmean(values)), spread, ", ".join(pct(v, 1) for v in values)
 
@@ -262,9 +281,9 @@ def _accuracy_cells(row: dict, metric: str = "val_accuracy") -> tuple[str, str, 
 def selection_table(table: dict) -> Markdown:
     smallest = min(row["params"] for row in table.values())
     rows = []
-    for name, row in sorted(table.items(), key=lambda kv: -selection.mean(kv[1])):
-        right_after = pct(selection.mean(row, "val_accuracy_pruned"))
-        equal = "yes" if row["params"] <= selection.EQUAL_COST * smallest else "no (more params)"
+    for name, row in sorted(table.items(), key=lambda kv: -ranking.mean(kv[1])):
+        right_after = pct(ranking.mean(row, "val_accuracy_pruned"))
+        equal = "yes" if row["params"] <= ranking.EQUAL_COST * smallest else "no (more params)"
         rows.append((name, right_after, *_accuracy_cells(row), row["params"], equal))
     headers = ["candidate", "right after the last step (%)", "after fine-tuning, mean (%)"]
     return markdown_table(
@@ -273,7 +292,7 @@ def selection_table(table: dict) -> Markdown:
 
 
 def selection_text(table: dict, what: str) -> Markdown:
-    v = selection.verdict(table)
+    v = ranking.verdict(table)
     if v["runner_up"] is None:
         return Markdown(f"Only one eligible {what}: **{v['best']}**.")
     seeds, spread = v["seeds"], v["spread_points"]
@@ -560,17 +579,3 @@ def saved_run_note(record: dict | None) -> Markdown:
     if not isinstance(next(iter(m["importance_comparison"].values()))["val_accuracy"], list):
         notes.append("Its selection ran one seed per candidate: no spread is known.")
     return Markdown(" ".join(notes) if notes else "The saved run meets every target.")
-
-
-def time_table(m: dict, estimate_min: dict[str, float]) -> Markdown:
-    """Measured minutes per section of this run beside the profile's estimate (quiet
-    2-core CPU; a section the estimate does not name is counted in its total only)."""
-    measured = m["section_time_s"]
-    rows = [
-        (name, f"{seconds / 60:.1f}", f"{estimate_min[name]:.1f}" if name in estimate_min else "")
-        for name, seconds in measured.items()
-    ]
-    rows.append(
-        ("all sections", f"{sum(measured.values()) / 60:.1f}", f"{sum(estimate_min.values()):.1f}")
-    )
-    return markdown_table(rows, ["section", "minutes (this run)", "estimate (quiet 2-core CPU)"])

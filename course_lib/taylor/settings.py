@@ -96,9 +96,9 @@ TAYLOR = {
         latency_calls=10,
         latency_warmup=5,
         estimate_min={
+            "transfer": 0.2,  # 4 epochs
             "first-order check": 0.2,
-            "transfer (4 epochs)": 0.2,
-            "criteria: 4 x 1 seed, ~3 rounds of 2 epochs": 2.0,
+            "criteria": 2.0,  # 4 criteria x 1 seed, ~3 rounds of 2 epochs
             "latency and size": 0.3,
         },
     ),
@@ -118,9 +118,9 @@ TAYLOR = {
         latency_calls=20,
         latency_warmup=20,
         estimate_min={
+            "transfer": 1.5,  # 3 seeds x 15 epochs
             "first-order check": 0.5,
-            "transfer: 3 seeds x 15 epochs": 1.5,
-            "criteria: 4 x 3 seeds, ~7 rounds of 10 epochs": 40.0,
+            "criteria": 40.0,  # 4 criteria x 3 seeds, ~7 rounds of 10 epochs
             "latency and size": 1.0,
         },
     ),

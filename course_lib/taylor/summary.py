@@ -30,7 +30,7 @@ def pct(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{100 * x:.{digits}f}"
 
 
-def headline_metrics(comparison: dict, seed: int, test_images: int) -> dict:
+def headline(comparison: dict, seed: int, test_images: int) -> dict:
     """The results keys of the chapter, from :meth:`~.compare.Comparison.as_dict`: the
     Taylor run of ``seed`` against the unpruned network of the same seed."""
     run = comparison["criteria"]["taylor"][str(seed)]
