@@ -224,7 +224,7 @@ def test_accuracy_floors_pass_the_methods_and_fail_the_common_mistakes(cifar):
         return evaluate(model, loaders.val)[1]
 
     def finetune(model):
-        grading.fine_tune(model, loaders.train, settings.finetune, 0)
+        grading.train_with_pruner(model, loaders.train, settings.finetune, 0)
 
     def fresh():
         return copy.deepcopy(baseline)
@@ -321,7 +321,7 @@ def test_check_sparse_training_needs_the_pruner_before_the_first_step():
 
 
 @pytest.mark.slow
-def test_fine_tune_regularizes_with_a_sparsity_training_pruner_only():
+def test_train_with_pruner_regularizes_with_a_sparsity_training_pruner_only():
     from course_lib.data import TensorLoader
     from course_lib.train import TrainConfig
 
@@ -340,7 +340,7 @@ def test_fine_tune_regularizes_with_a_sparsity_training_pruner_only():
                 model, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
                 ignored_layers=[model.classifier[-1]], **kwargs,
             )  # fmt: skip
-        grading.fine_tune(model, loader, config, 0, pruner)
+        grading.train_with_pruner(model, loader, config, 0, pruner)
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     plain = trained(None)

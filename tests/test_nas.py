@@ -90,9 +90,9 @@ def test_one_hot_supernet_equals_derived_network_exactly(merge):
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     for arch in _archs(space):
         supernet = _scramble(nas.SuperNet(space)).eval()
-        nas.fix(supernet, arch)
+        nas.fix_decisions(supernet, arch)
         assert nas.derive(supernet) == arch
-        net = nas.extract(supernet).eval()
+        net = nas.extract_network(supernet).eval()
         with torch.no_grad():
             assert torch.equal(supernet(x), net(x)), arch.describe()
 
@@ -123,8 +123,8 @@ def test_derived_network_holds_only_chosen_ops_and_syncs():
     # level by level, path by path, then the one kept 1x1 merge (after level 0)
     assert kernels == [3, 5, 5, 5, 3, 3, 1]
     assert list(net.merges) == ["0"]
-    supernet = nas.fix(nas.SuperNet(TINY), arch)
-    assert measure.count_params(nas.extract(supernet)) == measure.count_params(net)
+    supernet = nas.fix_decisions(nas.SuperNet(TINY), arch)
+    assert measure.count_params(nas.extract_network(supernet)) == measure.count_params(net)
     assert measure.count_params(net) < measure.count_params(supernet)
 
 
@@ -364,7 +364,7 @@ def test_search_and_derive_keeps_the_search_weights_and_the_warm_start_uses_them
     supernet = nas.SuperNet(TINY)
     nas.search(supernet, _Batches(), config, _Batches(seed=1), seed=3, progress=False)
     assert nas.derive(supernet) == result.arch
-    expected = nas.extract(supernet, result.arch).state_dict()
+    expected = nas.extract_network(supernet, result.arch).state_dict()
     assert set(expected) == set(result.weights)
     assert all(torch.equal(expected[k], result.weights[k]) for k in expected)
     # cached: the same result, weights included, without searching again
@@ -413,10 +413,12 @@ def test_cache_reuses_a_result_only_for_the_same_key(tmp_path):
         return {"value": len(calls)}
 
     path = tmp_path / "result.json"
-    assert nas.cached(path, {"a": (1, 2)}, compute) == {"value": 1}
-    assert nas.cached(path, {"a": (1, 2)}, compute) == {"value": 1}  # tuple key == JSON list
-    assert nas.cached(path, {"a": (1, 3)}, compute) == {"value": 2}
-    assert nas.cached(None, {"a": (1, 3)}, compute) == {"value": 3}
+    assert nas.load_or_compute(path, {"a": (1, 2)}, compute) == {"value": 1}
+    assert nas.load_or_compute(path, {"a": (1, 2)}, compute) == {
+        "value": 1
+    }  # tuple key == JSON list
+    assert nas.load_or_compute(path, {"a": (1, 3)}, compute) == {"value": 2}
+    assert nas.load_or_compute(None, {"a": (1, 3)}, compute) == {"value": 3}
     assert len(calls) == 3
 
 
@@ -448,7 +450,7 @@ def test_mismatched_architecture_raises():
     with pytest.raises(ValueError, match="unknown op"):
         nas.ParallelNet(TINY, nas.Architecture.of([["conv3x3", "pool"]] * 3, [False] * 3))
     with pytest.raises(ValueError, match="not a candidate"):
-        nas.fix(nas.SuperNet(TINY), nas.Architecture.uniform(TINY, ("sep3x3", "conv3x3")))
+        nas.fix_decisions(nas.SuperNet(TINY), nas.Architecture.uniform(TINY, ("sep3x3", "conv3x3")))
 
 
 def test_mismatched_merge_inputs_raise():

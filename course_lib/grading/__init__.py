@@ -56,7 +56,6 @@ from .pruning import (
     check_steps,
     check_structured,
     expected_structured,
-    fine_tune,
     layer_shapes,
     prunable_weights,
     pruned_channels,
@@ -64,6 +63,7 @@ from .pruning import (
     regularizes,
     sgd_finetune,
     sparsity,
+    train_with_pruner,
     zero_count,
 )
 from .taylor import (
@@ -124,7 +124,7 @@ __all__ = [
     "check_structured",
     "check_taylor_criterion",
     "expected_structured",
-    "fine_tune",
+    "train_with_pruner",
     "fixed_batches",
     "homework_network",
     "layer_shapes",

@@ -100,7 +100,7 @@ def regularizes(pruner: object) -> bool:
     return type(pruner).regularize is not tp.pruner.BasePruner.regularize
 
 
-def fine_tune(
+def train_with_pruner(
     model: nn.Module,
     loader,
     config: TrainConfig,

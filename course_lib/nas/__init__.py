@@ -36,8 +36,8 @@ from .costs import (
     sync_loss,
     total_loss,
 )
-from .derive import SearchResult, decide, derive, extract, fix, search_and_derive
-from .evaluate import Assessment, assess, cached, latencies, retrain
+from .derive import SearchResult, decide, derive, extract_network, fix_decisions, search_and_derive
+from .evaluate import Assessment, assess, latencies, load_or_compute, retrain
 from .experiments import ChapterRun
 from .forked import ForkExecutor, fork_runner, handoff_cost
 from .network import Head, Merge, ParallelNet
@@ -67,17 +67,17 @@ __all__ = [
     "SyncPoint",
     "architecture_cost",
     "assess",
-    "cached",
+    "load_or_compute",
     "conv_adds",
     "conv_mults",
     "cost_tables",
     "decide",
     "derive",
     "executor_runner",
-    "extract",
+    "extract_network",
     "fc_adds",
     "fc_mults",
-    "fix",
+    "fix_decisions",
     "fork_runner",
     "handoff_cost",
     "latencies",

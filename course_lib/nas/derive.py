@@ -1,5 +1,5 @@
 """From a trained supernet to a deployable network: argmax op per block, and a sync point
-wherever ``P_sync > P_direct``. :func:`extract` copies the supernet's weights of the chosen
+wherever ``P_sync > P_direct``. :func:`extract_network` copies the supernet's weights of the chosen
 ops, kept merges and head into the derived network: the paper's second training starts
 from there (seed 001, introduction), and the tests use it to prove that the derived network
 is exactly the supernet with one-hot decisions.
@@ -42,7 +42,7 @@ def derive(supernet: SuperNet) -> Architecture:
 
 
 @torch.no_grad()
-def fix(supernet: SuperNet, arch: Architecture) -> SuperNet:
+def fix_decisions(supernet: SuperNet, arch: Architecture) -> SuperNet:
     """Set the decision variables so that the softmax is exactly one-hot on ``arch``
     (chosen logits 0, the others ``-inf``). Returns ``supernet``, modified in place."""
     space = supernet.space
@@ -58,7 +58,7 @@ def fix(supernet: SuperNet, arch: Architecture) -> SuperNet:
     return supernet
 
 
-def extract(supernet: SuperNet, arch: Architecture | None = None) -> ParallelNet:
+def extract_network(supernet: SuperNet, arch: Architecture | None = None) -> ParallelNet:
     """A :class:`ParallelNet` of ``arch`` (default: :func:`derive`) holding copies of the
     supernet's weights for the chosen ops, kept merges and head."""
     space = supernet.space
@@ -79,7 +79,7 @@ def extract(supernet: SuperNet, arch: Architecture | None = None) -> ParallelNet
 @dataclass
 class SearchResult:
     """One search: the derived architecture, the search's history, its ``seed`` and
-    ``weights``, the state dict of :func:`extract` (CPU tensors): the warm start of the
+    ``weights``, the state dict of :func:`extract_network` (CPU tensors): the warm start of the
     second training."""
 
     arch: Architecture
@@ -97,7 +97,7 @@ def search_and_derive(
     cache: str | Path | None = None,
 ) -> SearchResult:
     """Build a seeded supernet of ``space``, :func:`~course_lib.nas.search.search` it,
-    :func:`derive` the architecture and :func:`extract` its weights. With ``cache`` (a
+    :func:`derive` the architecture and :func:`extract_network` its weights. With ``cache`` (a
     ``.pt`` file), a finished search with the same inputs is reused."""
     key = {
         "space": asdict(space),
@@ -114,7 +114,7 @@ def search_and_derive(
     supernet = SuperNet(space).to(default_device())
     history = search(supernet, train_loader, config, val_loader, seed=seed, progress=False)
     arch = derive(supernet)
-    weights = {k: v.detach().cpu() for k, v in extract(supernet, arch).state_dict().items()}
+    weights = {k: v.detach().cpu() for k, v in extract_network(supernet, arch).state_dict().items()}
     value = {"arch": arch.as_dict(), "history": asdict(history), "weights": weights}
     if cache is not None:
         with atomic_path(cache) as tmp:

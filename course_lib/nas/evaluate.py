@@ -1,5 +1,5 @@
 """Judge one architecture the way the paper does: train it again (the second training),
-by default starting from the weights the search reached (:func:`course_lib.nas.derive.extract`),
+by default starting from the weights the search reached (:func:`course_lib.nas.derive.extract_network`),
 or from scratch for comparison; report test accuracy (mean and spread over seeds), MACs, and
 batch-1 latency (the course's interleaved protocol, median and interval) under ONNX Runtime
 (whole graph, one thread) and with the paths forked one per core or run in sequence
@@ -48,7 +48,7 @@ class Assessment:
         return asdict(self)
 
 
-def cached(path: str | Path | None, key: dict, compute: Callable[[], dict]) -> dict:
+def load_or_compute(path: str | Path | None, key: dict, compute: Callable[[], dict]) -> dict:
     """``compute()``, unless ``path`` holds the JSON result of an earlier call with the same
     ``key``; then that. ``path=None`` turns the cache off. It lets a long run that was
     interrupted resume where it stopped."""
@@ -147,7 +147,7 @@ def assess(
             space, arch, cifar, data_settings, config, seeds, rounds, progress, starts
         ).as_dict()
 
-    return Assessment(**cached(cache, key, compute))
+    return Assessment(**load_or_compute(cache, key, compute))
 
 
 def _assess(space, arch, cifar, data_settings, config, seeds, rounds, progress, starts):

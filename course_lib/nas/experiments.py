@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .. import chapter, data, train
 from .costs import architecture_cost
 from .derive import SearchResult, search_and_derive
-from .evaluate import assess, cached
+from .evaluate import assess, load_or_compute
 from .multicore import parallel_table, sync_cost
 from .search import search
 from .settings import PAPER_ARCH_LR, NasSettings, nas_settings
@@ -252,7 +252,7 @@ class ChapterRun:
         """Measure what a sync point costs in time (cached in a full run, so that a resumed
         run searches with the same prices)."""
         key = {"space": asdict(self.space), "rounds": self.settings.latency_rounds}
-        cost = cached(
+        cost = load_or_compute(
             self.cache("sync_cost.json"),
             key,
             lambda: sync_cost(self.space, self.settings.latency_rounds),

@@ -3,7 +3,7 @@ points, then global average pooling and two fully connected layers. No softmax, 
 decision variables, no unused ops: what the search chose, as a standalone ``nn.Module``.
 
 :class:`Merge` and :class:`Head` are shared with the supernet so that a derived network can
-take over the supernet's weights exactly (see :func:`course_lib.nas.derive.extract`).
+take over the supernet's weights exactly (see :func:`course_lib.nas.derive.extract_network`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ cross-entropy; the *decision variables* ``op_logits[level, path, op]`` and
   ``P_sync * s + P_direct * B_i(x)``, where ``s`` merges all paths (eq. 4, or a 1x1 conv).
 
 Setting a logit to ``-inf`` makes its probability exactly 0, which is how the tests (and
-:func:`course_lib.nas.derive.fix`) turn the supernet into one architecture exactly.
+:func:`course_lib.nas.derive.fix_decisions`) turn the supernet into one architecture exactly.
 """
 
 from __future__ import annotations
