@@ -6,7 +6,9 @@ downscaled and recompressed, long text outputs cut, progress bars dropped). ``co
 then assembles a staging folder (:func:`assemble`) holding the book's sources and, for each
 chapter in ``_toc.yml``, the executed notebook to show (:func:`page`): the saved full run
 where there is one, else a quick-profile run made for the book, labelled as such on the page.
-:func:`build` turns the staging folder into HTML with execution off and warnings as errors.
+:func:`build` turns the staging folder into HTML with execution off and warnings as errors;
+:func:`build_pdf` turns it into one PDF with jupyter-book's own ``pdfhtml`` builder, printed
+by the system's Chromium.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from __future__ import annotations
 import base64
 import copy
 import io
+import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -40,6 +45,10 @@ MAX_HTML_BYTES = 200_000
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 BOOK_SOURCES = ("_toc.yml", "references.bib", "book", "_static")
 STAGING = Path("_build") / "source"
+PDF = Path("_build") / "pdf" / "book.pdf"
+PDF_WORK = Path("_build") / "pdfhtml"
+"""Where :func:`build_pdf` builds the one-page HTML it prints (kept to look at)."""
+CHROMIUM_ENV = "COURSE_CHROMIUM"
 
 
 # -- what a run is -------------------------------------------------------------------------
@@ -388,6 +397,86 @@ def build(staging: Path, output: Path = REPO_ROOT, quiet: bool = False) -> Path:
     return html
 
 
+def chromium() -> str | None:
+    """The system's Chromium: ``$COURSE_CHROMIUM``, else ``/usr/bin/chromium``, else
+    ``chromium`` or ``chromium-browser`` on the ``PATH`` (``None`` if there is none)."""
+    candidates = [os.environ.get(CHROMIUM_ENV), "/usr/bin/chromium"]
+    candidates += [shutil.which(name) for name in ("chromium", "chromium-browser")]
+    return next((c for c in candidates if c and Path(c).is_file()), None)
+
+
+_PLAYWRIGHT_LAYOUTS = {
+    # Playwright's own builds for Linux: the layout of recent releases, then older ones
+    "chromium": ["chrome-linux64/chrome", "chrome-linux-arm64/chrome", "chrome-linux/chrome"],
+    "chromium-headless-shell": [
+        "chrome-headless-shell-linux64/chrome-headless-shell",
+        "chrome-headless-shell-linux-arm64/chrome-headless-shell",
+        "chrome-linux/headless_shell",
+    ],
+}
+
+
+def playwright_browsers(executable: str, folder: Path) -> Path:
+    """Make ``folder`` a Playwright browsers folder (``PLAYWRIGHT_BROWSERS_PATH``) whose
+    Chromium is ``executable``: jupyter-book's pdfhtml builder launches Playwright's own
+    Chromium, which ``playwright install`` downloads from Playwright's CDN (not a package
+    registry); each path where this Playwright looks for it links to ``executable`` instead."""
+    import playwright
+
+    listed = Path(playwright.__file__).parent / "driver" / "package" / "browsers.json"
+    revisions = {b["name"]: b["revision"] for b in json.loads(listed.read_text())["browsers"]}
+    for name, paths in _PLAYWRIGHT_LAYOUTS.items():
+        if name not in revisions:
+            continue
+        for path in paths:
+            link = Path(folder) / f"{name.replace('-', '_')}-{revisions[name]}" / path
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(executable)
+    return Path(folder)
+
+
+def pdf_printer() -> str:
+    """The Chromium that prints the PDF (:func:`chromium`). Raises ``RuntimeError`` naming
+    what to install when there is none or Playwright for Python is missing."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        raise RuntimeError("the PDF needs Playwright for Python: pip install -e '.[dev]'") from None
+    executable = chromium()
+    if executable is None:
+        raise RuntimeError(
+            "the PDF is printed by Chromium and none was found: apt-get install chromium "
+            f"(Debian/Ubuntu), or set {CHROMIUM_ENV} to a Chromium or Chrome binary"
+        )
+    return executable
+
+
+def build_pdf(staging: Path, output: Path = REPO_ROOT, quiet: bool = False) -> Path:
+    """Build the staged book as one PDF, ``<output>/_build/pdf/book.pdf``, with jupyter-book's
+    ``pdfhtml`` builder (warnings as errors): Sphinx writes the whole book as one HTML page
+    (in ``<output>/_build/pdfhtml``, so the HTML book stays as it is) and headless Chromium,
+    driven by Playwright, prints it. The system's Chromium (:func:`chromium`) does the
+    printing, so nothing is downloaded. Returns the PDF's path; raises ``RuntimeError``
+    naming what to install when Chromium or Playwright is missing, or with the build's last
+    lines when it fails."""
+    executable = pdf_printer()
+    work, pdf = Path(output) / PDF_WORK, Path(output) / PDF
+    shutil.rmtree(work, ignore_errors=True)
+    command = [jupyter_book(), "build", str(staging), "--path-output", str(work)]
+    command += ["--builder", "pdfhtml", "--all", "-W", "--keep-going"]
+    with tempfile.TemporaryDirectory(prefix="course-chromium-") as browsers:
+        playwright_browsers(executable, Path(browsers))
+        env = {**os.environ, "PLAYWRIGHT_BROWSERS_PATH": browsers}
+        done = subprocess.run(command, capture_output=quiet, text=True, env=env)
+    made = work / "_build" / "pdf" / "book.pdf"
+    if done.returncode != 0 or not made.exists():
+        log = (done.stdout or "")[-6000:] + (done.stderr or "")[-3000:] if quiet else ""
+        raise RuntimeError(f"the PDF did not build (warnings count as errors)\n{log}")
+    pdf.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(made, pdf)
+    return pdf
+
+
 # -- a Sphinx extension for the build (_config.yml: extra_extensions) ----------------------
 
 
@@ -406,6 +495,26 @@ def _drop_repeated_scripts(app, pagename, templatename, context, doctree) -> Non
     context["script_files"] = unique
 
 
+def _one_page_at_the_top(app) -> None:
+    """The singlehtml builder (jupyter-book's pdfhtml) writes the whole book to the root
+    document's path, ``book/intro.html``, but links its styles, scripts and images as from
+    the top folder (``_static/...``): that page, and so the PDF, would have no styles, images
+    or math. Write it to ``index.html`` at the top, where its links point (and where pdfhtml
+    opens it)."""
+    builder = app.builder
+    if builder.name != "singlehtml" or "/" not in app.config.root_doc:
+        return
+    outfilename = builder.get_outfilename
+
+    def at_the_top(pagename: str) -> str:
+        if pagename == app.config.root_doc:
+            return os.path.join(builder.outdir, "index" + builder.out_suffix)
+        return outfilename(pagename)
+
+    builder.get_outfilename = at_the_top
+
+
 def setup(app) -> dict:
     app.connect("html-page-context", _drop_repeated_scripts)
+    app.connect("builder-inited", _one_page_at_the_top)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -3,6 +3,7 @@
 course run notebooks/01_baseline.ipynb --profile full   # one chapter, saves results/
 course run-all --profile quick                          # every chapter, in order
 course book                                             # the HTML book, in _build/html
+course book --pdf                                       # and the PDF, _build/pdf/book.pdf
 course grade run pruning                                # autograde, feedback, grades.csv
 """
 
@@ -121,15 +122,32 @@ def main(argv: list[str] | None = None) -> int:
     make_book.add_argument(
         "--output", type=Path, default=REPO_ROOT, help="builds <output>/_build/html"
     )
+    make_book.add_argument(
+        "--pdf",
+        action="store_true",
+        help="also print the same book to one PDF, <output>/_build/pdf/book.pdf, with "
+        "jupyter-book's pdfhtml builder and the system's Chromium (see README.md)",
+    )
     grade = sub.add_parser("grade", help="grade an nbgrader assignment (see book/grading.md)")
     grader.add_arguments(grade)
     args = parser.parse_args(argv)
     if args.command == "grade":
         return grader.run_command(args)
     if args.command == "book":
-        full_runs = args.full_runs and args.full_runs.resolve()
-        html = build_book(full_runs, args.quick_runs, args.output.resolve())
+        if args.pdf:
+            try:
+                book.pdf_printer()
+            except RuntimeError as missing:
+                print(f"course book --pdf: {missing}", file=sys.stderr)
+                return 1
+        full_runs, output = args.full_runs and args.full_runs.resolve(), args.output.resolve()
+        html = build_book(full_runs, args.quick_runs, output)
         print(f"The book is in {html / 'index.html'}")
+        if args.pdf:
+            start = time.perf_counter()
+            pdf = book.build_pdf(output / book.STAGING, output)
+            size = pdf.stat().st_size / 1e6
+            print(f"The PDF is {pdf} ({size:.1f} MB, {time.perf_counter() - start:.0f} s)")
     elif args.command == "run":
         run_notebook(args.notebook, args.profile, args.seed)
     else:

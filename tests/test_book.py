@@ -10,6 +10,8 @@ import base64
 import copy
 import io
 import re
+import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -368,3 +370,32 @@ def test_the_references_page_lists_the_source_documents(built_book):
         assert title in html
     intro = (built_book.html / "book" / "intro.html").read_text()
     assert intro.count('href="references.html#id') >= 4, "the intro's citations link to the list"
+
+
+@pytest.mark.slow
+def test_course_book_pdf_prints_every_chapter_with_its_images_and_math(persian_book, tmp_path):
+    """`course book --pdf`: jupyter-book's pdfhtml builder, printed by the system's Chromium
+    (the book with unexecuted stand-in chapters, as persian_book builds it)."""
+    try:
+        book.pdf_printer()
+    except RuntimeError as missing:
+        pytest.skip(str(missing))
+    pdf = book.build_pdf(persian_book.staging, tmp_path, quiet=True)
+    data = pdf.read_bytes()
+    assert pdf == tmp_path / book.PDF and data.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page\b", data)) > len(book.toc_files())
+    # the one page pdfhtml prints finds its images and the MathJax shipped with the book
+    page = tmp_path / book.PDF_WORK / "_build" / "html" / "index.html"
+    html = page.read_text()
+    images = [s for s in re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', html) if ":" not in s]
+    assert images and [s for s in images if not (page.parent / s).exists()] == []
+    assert 'src="_static/mathjax/tex-chtml.js' in html
+    assert (page.parent / "_static" / "mathjax" / "tex-chtml.js").exists()
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (Debian: poppler-utils) is needed to read the PDF's text")
+    read = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True)
+    text = " ".join(read.stdout.replace("\u2019", "'").split())
+    for notebook in book.toc_notebooks():
+        title = nbformat.read(notebook, as_version=4).cells[0].source.splitlines()[0]
+        assert title.removeprefix("# ") in text, f"{notebook.name} is not in the PDF"
+    assert "\\frac" not in text and "\\(" not in text, "math left as TeX: MathJax did not run"
