@@ -29,6 +29,7 @@ import json
 from pathlib import Path
 
 from course_lib import results
+from course_lib.formatting import latency_text
 from course_lib.nas import Architecture, multicore, summary
 from course_lib.nas.forked import handoff_cost
 from course_lib.nas.settings import MULTICORE_WIDTHS
@@ -58,7 +59,7 @@ def main() -> None:
     best = saved_best()
     print(f"best searched network: {'; '.join(best.describe())}")
     handoff = handoff_cost(args.rounds)
-    print(f"one fork + wait: {summary.ms(handoff)}")
+    print(f"one fork + wait: {latency_text(handoff)}")
     widths = {name: MULTICORE_WIDTHS[name] for name in args.widths}
     rows = multicore.parallel_table(best, widths, tuple(args.batches), args.rounds)
     m = {"profile": "benchmark", "parallel_table": rows}

@@ -3,7 +3,8 @@
 Units. A MAC is one multiply-accumulate; FLOPs are usually counted as 2 x MACs (one
 multiply, one add). Everything here counts **MACs** of convolution and linear layers only
 (BatchNorm, ReLU and pooling are a few percent at most and are not counted), per forward
-pass of the given input. Latencies are in milliseconds, sizes in bytes.
+pass of the given input. Latencies are in milliseconds, sizes in bytes. Saved latencies and
+speed-ups are shown by :mod:`course_lib.formatting`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from .formatting import latency_text, ratio_text
 
 # --- size -------------------------------------------------------------------------------
 
@@ -178,7 +181,7 @@ class Latency:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"{self.median_ms:.3g} ms ({self.low_ms:.3g}-{self.high_ms:.3g})"
+        return latency_text(self.as_dict())
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ class Ratio:
         return {"median": self.median, "interval": [self.low, self.high]}
 
     def __str__(self) -> str:
-        return f"{self.median:.2f}x ({self.low:.2f}-{self.high:.2f})"
+        return ratio_text(self.as_dict())
 
 
 @dataclass(frozen=True)
@@ -421,35 +424,3 @@ def compare_models(
         for name, model in models.items()
     }
     return compare(runners, threads=threads, **protocol)
-
-
-# --- reading saved latencies -------------------------------------------------------------
-
-NO_INTERVAL = "no interval: saved before the interleaved protocol"
-"""How a saved latency or speed-up without an interval (written before :func:`compare`
-existed: one measurement, minutes apart from its baseline) is labelled."""
-
-
-def ratio_parts(saved: dict | float) -> tuple[float, float | None, float | None]:
-    """``(median, low, high)`` of a saved speed-up: a :meth:`Ratio.as_dict` or, in results
-    saved before the interleaved protocol, a bare float (then ``low = high = None``)."""
-    if isinstance(saved, dict):
-        low, high = saved["interval"]
-        return float(saved["median"]), float(low), float(high)
-    return float(saved), None, None
-
-
-def ratio_text(saved: dict | float) -> str:
-    """A saved speed-up as text: ``"2.10x (1.90-2.30)"``, or labelled :data:`NO_INTERVAL`."""
-    median, low, high = ratio_parts(saved)
-    if low is None:
-        return f"{median:.2f}x ({NO_INTERVAL})"
-    return str(Ratio(median, low, high))
-
-
-def latency_text(saved: dict) -> str:
-    """A saved :meth:`Latency.as_dict` as text: ``"0.44 ms (0.43-0.45)"``; an old record
-    (median and percentiles, no interval) is labelled :data:`NO_INTERVAL`."""
-    if "low_ms" not in saved:
-        return f"{saved['median_ms']:.3g} ms ({NO_INTERVAL})"
-    return f"{saved['median_ms']:.3g} ms ({saved['low_ms']:.3g}-{saved['high_ms']:.3g})"

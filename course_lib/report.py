@@ -1,4 +1,5 @@
-"""Small helpers to show numbers in notebooks: Markdown tables and the paper-vs-ours view."""
+"""Small helpers to show numbers in notebooks: Markdown tables (their cells formatted by
+:func:`course_lib.formatting.fmt`) and where a saved result came from."""
 
 from __future__ import annotations
 
@@ -6,13 +7,7 @@ from collections.abc import Sequence
 
 from IPython.display import Markdown
 
-
-def fmt(value: object, digits: int = 3) -> str:
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 10**digits else f"{value:.{digits}g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return "-" if value is None else str(value)
+from .formatting import fmt
 
 
 def markdown_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> Markdown:

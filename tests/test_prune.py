@@ -11,7 +11,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from course_lib import baseline, measure, models
+from course_lib import baseline, formatting, measure, models
 from course_lib.prune import (
     experiment,
     plots,
@@ -476,25 +476,16 @@ def test_saved_results_without_intervals_render_and_are_labelled():
     record = json.loads((LEGACY / "pruning_saved_before_intervals.json").read_text())
     m = record["metrics"]
     note = summary.saved_run_note(record).data
-    assert measure.NO_INTERVAL in note and "one seed" in note
+    assert formatting.NO_INTERVAL in note and "one seed" in note
     assert "structured 50 %: accuracy drop" in note  # the saved run missed that target
     targets = summary.targets_table(m, "saved").data
-    assert f"2.68x ({measure.NO_INTERVAL})" in targets and "**missed**" in targets
+    assert f"2.68x ({formatting.NO_INTERVAL})" in targets and "**missed**" in targets
     for table in (summary.structured_table(m), summary.comparison_table(m), summary.conclusion(m)):
-        assert measure.NO_INTERVAL in table.data
+        assert formatting.NO_INTERVAL in table.data
     assert "Ties" in summary.iterative_text(m).data
     assert "100 runs" in summary.budget_text(m).data
     for figure in (plots.tradeoff, plots.structured, plots.sparsity_sweep, plots.selection):
         assert figure(m).axes
     base = json.loads((LEGACY / "baseline_saved_before_intervals.json").read_text())["metrics"]
-    assert measure.NO_INTERVAL in baseline.latency_table(base).data
-    assert measure.NO_INTERVAL in baseline.full_results_table(base, base, "quick").data
-
-
-def test_saved_speedups_and_latencies_are_read_in_both_formats():
-    assert measure.ratio_text({"median": 2.1, "interval": [1.9, 2.3]}) == "2.10x (1.90-2.30)"
-    assert measure.ratio_text(2.68) == f"2.68x ({measure.NO_INTERVAL})"
-    assert measure.ratio_parts(2.68) == (2.68, None, None)
-    new = {"median_ms": 0.44, "low_ms": 0.43, "high_ms": 0.45}
-    assert measure.latency_text(new) == "0.44 ms (0.43-0.45)"
-    assert measure.latency_text({"median_ms": 0.44}) == f"0.44 ms ({measure.NO_INTERVAL})"
+    assert formatting.NO_INTERVAL in baseline.latency_table(base).data
+    assert formatting.NO_INTERVAL in baseline.full_results_table(base, base, "quick").data

@@ -14,7 +14,6 @@ from .summary import (
     full_results_table,
     latency_table,
     layer_table,
-    onnx_b1,
 )
 
 __all__ = [
@@ -29,7 +28,6 @@ __all__ = [
     "latency_table",
     "layer_table",
     "metrics",
-    "onnx_b1",
     "save_checkpoint",
     "validation_curve",
 ]

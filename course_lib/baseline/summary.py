@@ -10,6 +10,8 @@ from torch import nn
 
 from .. import measure
 from ..data import CLASSES
+from ..formatting import latency_text, pct, ratio_text
+from ..legacy import baseline_onnx_b1
 from ..report import markdown_table
 
 TARGETS = {"test_accuracy": 0.88, "train_wall_time_min": 30}
@@ -28,9 +30,7 @@ def layer_table(model: nn.Module) -> Markdown:
 
 def class_table(per_class: torch.Tensor) -> Markdown:
     """Test accuracy of every class (fractions in, percent out)."""
-    rows = [
-        (name, f"{100 * acc:.1f}") for name, acc in zip(CLASSES, per_class.tolist(), strict=True)
-    ]
+    rows = [(name, pct(acc, 1)) for name, acc in zip(CLASSES, per_class.tolist(), strict=True)]
     return markdown_table(rows, ["class", "accuracy (%)"])
 
 
@@ -47,30 +47,23 @@ def latency_table(m: dict) -> Markdown:
                 saved["runtime"],
                 batch,
                 saved["threads"],
-                measure.latency_text(saved),
+                latency_text(saved),
                 f"{images_per_s:,.0f}",
-                measure.ratio_text(speedup) if speedup else "",
+                ratio_text(speedup) if speedup else "",
             )
         )
     headers = ["runtime", "batch", "threads", "median (95 % interval)", "images/s"]
     return markdown_table(rows, [*headers, "speed-up over PyTorch"])
 
 
-def onnx_b1(m: dict) -> dict:
-    """The ONNX Runtime batch-1 latency (results saved before the interleaved protocol
-    named it ``onnxruntime_b1``)."""
-    saved = m["latency_ms"]
-    return saved["onnx_b1"] if "onnx_b1" in saved else saved["onnxruntime_b1"]
-
-
 def full_results_table(saved: dict, this_run: dict, profile: str) -> Markdown:
     """The saved full-profile metrics beside this run's, with the chapter's targets."""
     rows = [
-        ("test accuracy (%)", f"{100 * saved['test_accuracy']:.2f}", f">= {100 * TARGETS['test_accuracy']:.0f}", f"{100 * this_run['test_accuracy']:.2f}"),
+        ("test accuracy (%)", pct(saved["test_accuracy"]), f">= {pct(TARGETS['test_accuracy'], 0)}", pct(this_run["test_accuracy"])),
         ("training wall time (min)", f"{saved['train_wall_time_s'] / 60:.1f}", f"<= {TARGETS['train_wall_time_min']}", f"{this_run['train_wall_time_s'] / 60:.1f}"),
         ("parameters", saved["params"], "", this_run["params"]),
         ("MACs", saved["macs"], "", this_run["macs"]),
-        ("ONNX Runtime, batch 1", measure.latency_text(onnx_b1(saved)), "", measure.latency_text(onnx_b1(this_run))),
+        ("ONNX Runtime, batch 1", latency_text(baseline_onnx_b1(saved)), "", latency_text(baseline_onnx_b1(this_run))),
     ]  # fmt: skip
     return markdown_table(
         rows, ["metric", "full profile (saved)", "target", f"this run ({profile})"]

@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 
 from .binarize import approx_sign_forward, sign, surrogate_curves
 from .recu import tau_schedule
-from .settings import LCE_SPEEDUP_RANGE, METHOD_LABELS, TARGETS
+from .settings import LCE_SPEEDUP_RANGE, METHOD_LABELS
+from .summary import TARGETS
 
 
 def finish(fig: Figure) -> Figure:

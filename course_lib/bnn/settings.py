@@ -44,8 +44,6 @@ REPORT_ROWS = {
 REPORT_EPOCHS = 600
 #: Larq Compute Engine's reported speed-ups of binary over float convolutions on ARM.
 LCE_SPEEDUP_RANGE = (8.5, 18.5)
-#: The issue's targets.
-TARGETS = {"binary_accuracy": 0.82, "kernel_speedup_256": 10.0, "packed_size_ratio": 20.0}
 
 
 @dataclass(frozen=True)

@@ -6,20 +6,14 @@ from __future__ import annotations
 from IPython.display import Markdown
 
 from .. import measure
+from ..formatting import latency_text, pct, ratio_text
 from ..report import markdown_table
 from .layers import binary_layers
-from .settings import (
-    METHOD_LABELS,
-    REPORT_EPOCHS,
-    REPORT_ROWS,
-    REPORT_TABLE1_RESNET20,
-    TARGETS,
-)
+from .settings import METHOD_LABELS, REPORT_EPOCHS, REPORT_ROWS, REPORT_TABLE1_RESNET20
 
-
-def ratio_text(entry: dict) -> str:
-    low, high = entry["interval"]
-    return f"{entry['median']:.1f}x ({low:.1f}-{high:.1f})"
+TARGETS = {"binary_accuracy": 0.82, "kernel_speedup_256": 10.0, "packed_size_ratio": 20.0}
+"""The issue's targets: binary ResNet-20 test accuracy (fraction), the packed binary conv's
+speed-up over float32 at 256 channels, the packed network's size ratio to float32."""
 
 
 def table1(m: dict) -> Markdown:
@@ -38,13 +32,13 @@ def table1(m: dict) -> Markdown:
         (
             "ours: binary (ReCU + Bi-Real + KD)",
             "1/1",
-            f"{100 * m['binary_resnet20_test_accuracy']:.2f}",
+            pct(m["binary_resnet20_test_accuracy"]),
             f"{p['binary_epochs']} (2-core CPU)",
         ),
         (
             "ours: full precision",
             "32/32",
-            f"{100 * m['fp_resnet20_test_accuracy']:.2f}",
+            pct(m["fp_resnet20_test_accuracy"]),
             f"{p['twin_epochs']} (2-core CPU)",
         ),
     ]
@@ -60,7 +54,7 @@ def kernel_table(m: dict) -> Markdown:
                 e["shape"],
                 f"{lat['float32 conv']['median_ms']:.4f}",
                 f"{lat['binary conv']['median_ms']:.4f}",
-                ratio_text(e["speedup"]),
+                ratio_text(e["speedup"], 1),
             )
         )
     return markdown_table(
@@ -108,17 +102,16 @@ def size_table(m: dict) -> Markdown:
 def target_rows(m: dict) -> list[tuple]:
     verdict = lambda ok: "met" if ok else "missed"  # noqa: E731
     acc, k, r = m["binary_resnet20_test_accuracy"], m["kernel_speedup_256"], m["packed_size_ratio"]
-    low, high = m["kernel_speedup_256_interval"]
     return [
         (
             "binary ResNet-20 test accuracy",
-            f"{100 * acc:.2f} %",
-            f">= {100 * TARGETS['binary_accuracy']:.0f} %",
+            f"{pct(acc)} %",
+            f">= {pct(TARGETS['binary_accuracy'], 0)} %",
             verdict(acc >= TARGETS["binary_accuracy"]),
         ),
         (
             "binary conv speed-up, 256 channels",
-            f"{k:.1f}x ({low:.1f}-{high:.1f})",
+            ratio_text({"median": k, "interval": m["kernel_speedup_256_interval"]}, 1),
             f">= {TARGETS['kernel_speedup_256']:.0f}x",
             verdict(k >= TARGETS["kernel_speedup_256"]),
         ),
@@ -142,15 +135,15 @@ def conclusion(m: dict) -> Markdown:
     gap = 100 * (m["fp_resnet20_test_accuracy"] - m["binary_resnet20_test_accuracy"])
     lines = [
         f"- **Accuracy.** After {p['binary_epochs']} epochs the binary ResNet-20 reaches "
-        f"{100 * m['binary_resnet20_test_accuracy']:.2f} %; its full-precision twin "
-        f"{100 * m['fp_resnet20_test_accuracy']:.2f} % after {p['twin_epochs']} epochs, a gap of {gap:.1f} points "
+        f"{pct(m['binary_resnet20_test_accuracy'])} %; its full-precision twin "
+        f"{pct(m['fp_resnet20_test_accuracy'])} % after {p['twin_epochs']} epochs, a gap of {gap:.1f} points "
         f"(the report's: {REPORT_TABLE1_RESNET20['full precision'] - REPORT_TABLE1_RESNET20['ReCU']:.1f} points "
         f"after {REPORT_EPOCHS} epochs).",
-        f"- **One layer.** At 256 channels the packed binary conv runs {ratio_text({'median': m['kernel_speedup_256'], 'interval': m['kernel_speedup_256_interval']})} "
+        f"- **One layer.** At 256 channels the packed binary conv runs {ratio_text({'median': m['kernel_speedup_256'], 'interval': m['kernel_speedup_256_interval']}, 1)} "
         f"faster than PyTorch's float32 conv of the same shape.",
         f"- **The whole network.** At batch 1 the packed network runs at {m['network_speedup_b1']:.1f}x the speed "
         f"of the float32 twin in PyTorch and {n['speedup_vs_onnxruntime']['median']:.1f}x its speed in ONNX Runtime; the full-precision "
-        f"stem and head take {100 * n['full_precision_share']:.0f} % of the packed network's time.",
+        f"stem and head take {pct(n['full_precision_share'], 0)} % of the packed network's time.",
         f"- **Storage.** The packed file is {m['sizes']['packed_bytes']:,} bytes, "
         f"{m['packed_size_ratio']:.1f}x smaller than the float32 twin.",
     ]
@@ -213,7 +206,7 @@ def methods_table(m: dict) -> Markdown:
         rows.append(
             (
                 METHOD_LABELS.get(method, method),
-                f"{100 * e['test_accuracy_mean']:.2f}",
+                pct(e["test_accuracy_mean"]),
                 seeds_text(e["seeds"]),
                 e["epochs"],
                 f"{e['minutes']:.2f}",
@@ -262,7 +255,7 @@ def methods_conclusion(m: dict) -> Markdown:
     lines = [
         f"- **Ranking.** After {', '.join(str(x) for x in sorted(epochs))} epochs on "
         f"{m['train_images']:,} training images (tested on {m['test_images']:,}): "
-        + " > ".join(f"{label(k)} ({100 * e[k]['test_accuracy_mean']:.1f} %)" for k in order)
+        + " > ".join(f"{label(k)} ({pct(e[k]['test_accuracy_mean'], 1)} %)" for k in order)
         + ".",
         f"- **Table 1's orderings.** Reproduced here: {'; '.join(same) or 'none'}. "
         f"Not reproduced: {'; '.join(reversed_) or 'none'}.",
@@ -270,7 +263,7 @@ def methods_conclusion(m: dict) -> Markdown:
     if m["close"]:
         seeds = "; ".join(f"{label(k)}: seeds {seeds_text(e[k]['seeds'])}" for k in m["close"])
         lines.append(
-            f"- **Within {100 * m['close_within']:.0f} point of another method** after the "
+            f"- **Within {pct(m['close_within'], 0)} point of another method** after the "
             f"first seeds: {seeds}. Their order is not settled by this run."
         )
     if m["skipped"]:
@@ -293,9 +286,9 @@ def deployment_table(m: dict) -> Markdown:
         (
             METHOD_LABELS.get(method, method),
             f"{e['images']:,}",
-            f"{100 * e['same_prediction']:.2f}",
+            pct(e["same_prediction"]),
             f"{e['max_abs_logit_difference']:.2g}",
-            f"{100 * e['packed_accuracy']:.2f}",
+            pct(e["packed_accuracy"]),
         )
         for method, e in packed.items()
     ]
@@ -319,9 +312,9 @@ def deployment_table(m: dict) -> Markdown:
     }
     text = (
         f"\n\n**DA-BNN's amplitudes at inference.** Packed, at batch 1 on one thread, the "
-        f"DA-BNN network takes {measure.latency_text(adaptive)} against "
-        f"{measure.latency_text(plain)} for the plain binary network of the same shape: "
-        f"{ratio_text(slowdown)} the time, for {cost['amplitude_parameters']:,} extra "
+        f"DA-BNN network takes {latency_text(adaptive)} against "
+        f"{latency_text(plain)} for the plain binary network of the same shape: "
+        f"{ratio_text(slowdown, 1)} the time, for {cost['amplitude_parameters']:,} extra "
         "parameters. The amplitudes cannot fold into the kernel's scale and bias, so every "
         "layer leaves the kernel's epilogue for pooling, two small convolutions, sigmoids, "
         "products and the BatchNorm in PyTorch."

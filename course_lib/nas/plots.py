@@ -1,6 +1,6 @@
 """The chapter's figures. :func:`supernet_diagram` draws a :class:`SearchSpace`; the others
-take the chapter's metrics dict (this run's or the saved full run's, after
-:func:`course_lib.nas.summary.normalize`), so that both are drawn by the same function.
+take the chapter's metrics dict (this run's or the saved full run's, after ``summary.normalize``,
+that is :func:`course_lib.legacy.nas_metrics`), so that both are drawn by the same function.
 Accuracies are stored as fractions and drawn in percent; latencies in milliseconds."""
 
 from __future__ import annotations

@@ -1,19 +1,21 @@
 """The chapter's tables and sentences, computed from a metrics dict: this run's
 (:attr:`course_lib.nas.experiments.ChapterRun.metrics`, any profile) or the saved full run's
-(``results/nas.json``), drawn by the same functions. :func:`normalize` reads results saved
-before latencies carried intervals (they are shown, labelled, without them).
+(``results/nas.json``), drawn by the same functions. ``normalize``
+(:func:`course_lib.legacy.nas_metrics`) reads results saved before latencies carried
+intervals: they are shown without them, and the captions say so
+(:data:`course_lib.formatting.MEDIANS_ONLY`).
 
-Accuracies are stored as fractions and shown in percent; latencies in milliseconds.
+Accuracies are stored as fractions and shown in percent; latencies in milliseconds (both
+through :mod:`course_lib.formatting`).
 """
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 from IPython.display import Markdown
 
-from .. import measure
+from .. import legacy, measure
+from ..formatting import MEDIANS_ONLY, latency_text, latency_us_text, pct, ratio_text
 from ..report import markdown_table
 from .multicore import find
 from .space import SearchSpace, make_op
@@ -29,103 +31,11 @@ PAPER_TABLE2 = {
     0.001: ["5x5 - 5x5, no sync", "5x5 - 5x5, sync", "5x5 - 5x5, no sync", "5x5 - 5x5, sync"],
 }
 
-LEGACY = "saved before latencies carried intervals: medians only, one measurement each"
+#: 04_nas.ipynb reads its saved results with ``summary.normalize``.
+normalize = legacy.nas_metrics
 
 
-# --- reading saved results -------------------------------------------------------------------
-
-
-def _legacy_assessment(a: dict) -> dict:
-    a = dict(a)
-    a.setdefault("retrain", "from_scratch")
-    if "latency_ms" not in a:
-        a["latency_ms"] = {
-            name: {"median_ms": a.get(key), "low_ms": None, "high_ms": None}
-            for name, key in (
-                ("onnx", "latency_median_ms"),
-                ("parallel", "parallel_latency_median_ms"),
-                ("sequential", "sequential_latency_median_ms"),
-            )
-            if a.get(key) is not None
-        }
-    if not isinstance(a.get("parallel_speedup"), dict):
-        a["parallel_speedup"] = {"median": a.get("parallel_speedup"), "interval": None}
-    return a
-
-
-def is_legacy(m: dict) -> bool:
-    """True for metrics saved before the foundation's latency protocol (no intervals)."""
-    first = next(iter(m.get("sync_configs", {}).values()), None)
-    return first is not None and "latency_ms" not in first
-
-
-def normalize(m: dict) -> dict:
-    """``m`` in the current layout (a copy). Older results get the same keys, intervals
-    ``None``, ``retrain`` ``"from_scratch"`` and ``legacy`` set."""
-    m = copy.deepcopy(m)
-    if not is_legacy(m):
-        m.setdefault("legacy", False)
-        return m
-    m["legacy"] = True
-    m.setdefault("profile", "full")
-    m["sync_configs"] = {k: _legacy_assessment(v) for k, v in m.get("sync_configs", {}).items()}
-    sweep = []
-    for e in m.get("beta_sweep", []):
-        e = _legacy_assessment(e)
-        e.setdefault(
-            "searches",
-            [
-                {
-                    "seed": m.get("protocol", {}).get("seeds", [0])[0],
-                    "structure": e["structure"],
-                    "architecture": e["architecture"],
-                    "op_probs": e.get("op_probs"),
-                    "sync_probs": e.get("sync_probs"),
-                }
-            ],
-        )
-        sweep.append(e)
-    m["beta_sweep"] = sweep
-    if "best_network" in m:
-        m["best_network"] = _legacy_assessment(m["best_network"])
-    speedup = m.get("parallel_speedup_b1")
-    if speedup is not None and not isinstance(speedup, dict):
-        m["parallel_speedup_b1"] = speedup
-        m["parallel_speedup_b1_interval"] = None
-    m.setdefault("retrain", "from_scratch")
-    return m
-
-
-# --- formatting ------------------------------------------------------------------------------
-
-
-def ms(lat: dict | None) -> str:
-    """``"0.412 ms (0.401-0.430)"``, or the median alone when there is no interval."""
-    if not lat or lat.get("median_ms") is None:
-        return "-"
-    if lat.get("low_ms") is None:
-        return f"{lat['median_ms']:.3g} ms"
-    return f"{lat['median_ms']:.3g} ms ({lat['low_ms']:.3g}-{lat['high_ms']:.3g})"
-
-
-def us(lat: dict) -> str:
-    """A short time in microseconds with its interval: ``"12.3 µs (11.9-13.0)"``."""
-    low, high = 1e3 * lat["low_ms"], 1e3 * lat["high_ms"]
-    return f"{1e3 * lat['median_ms']:.1f} µs ({low:.1f}-{high:.1f})"
-
-
-def ratio(r: dict | None) -> str:
-    """``"1.62x (1.55-1.70)"``, or the median alone when there is no interval."""
-    if not r or r.get("median") is None:
-        return "-"
-    if not r.get("interval"):
-        return f"{r['median']:.2f}x"
-    low, high = r["interval"]
-    return f"{r['median']:.2f}x ({low:.2f}-{high:.2f})"
-
-
-def pct(mean: float, sd: float | None = None) -> str:
-    return f"{100 * mean:.2f}" + ("" if not sd else f" ± {100 * sd:.2f}")
+# --- small helpers ---------------------------------------------------------------------------
 
 
 def margin(probs: list) -> float:
@@ -157,7 +67,7 @@ def caption(m: dict) -> str:
         "quick": " Small subsets, one epoch: a smoke test whose accuracies can sit "
         "near chance; the full run's numbers are in the last section.",
     }
-    note = f" It was {LEGACY}." if m.get("legacy") else notes.get(m.get("profile"), "")
+    note = f" It was {MEDIANS_ONLY}." if m.get("legacy") else notes.get(m.get("profile"), "")
     return f"*From {source(m)}.{note}*"
 
 
@@ -271,11 +181,11 @@ def sync_configs_table(m: dict) -> Markdown:
     rows = [
         (
             name,
-            pct(a["accuracy_mean"], a["accuracy_std"]),
+            pct(a["accuracy_mean"], sd=a["accuracy_std"]),
             a["macs"],
-            ms(a["latency_ms"].get("onnx")),
-            ms(a["latency_ms"].get("parallel")),
-            ratio(a["parallel_speedup"]),
+            latency_text(a["latency_ms"].get("onnx"), no_interval=None),
+            latency_text(a["latency_ms"].get("parallel"), no_interval=None),
+            ratio_text(a["parallel_speedup"], no_interval=None),
         )
         for name, a in m["sync_configs"].items()
     ]
@@ -385,12 +295,12 @@ def sweep_table(m: dict) -> Markdown:
             (
                 f"{e['beta']:g}",
                 e.get("retrain", "-").replace("_", " "),
-                pct(e["accuracy_mean"], e["accuracy_std"]),
+                pct(e["accuracy_mean"], sd=e["accuracy_std"]),
                 "-" if not scratch else pct(scratch["accuracy_mean"]),
                 e["macs"],
-                ms(e["latency_ms"].get("onnx")),
-                ms(e["latency_ms"].get("parallel")),
-                ratio(e["parallel_speedup"]),
+                latency_text(e["latency_ms"].get("onnx"), no_interval=None),
+                latency_text(e["latency_ms"].get("parallel"), no_interval=None),
+                ratio_text(e["parallel_speedup"], no_interval=None),
             )
         )
     table = markdown_table(
@@ -487,7 +397,7 @@ def sync_cost_table(m: dict) -> Markdown:
         )
     h = c["handoff_ms"]
     header = (
-        f"*From {source(m)}: one fork + wait costs {us(h)}; the candidate ops run at "
+        f"*From {source(m)}: one fork + wait costs {latency_us_text(h)}; the candidate ops run at "
         f"{c['flops_per_ms'] / 1e6:.2f} GFLOP/s on one thread.*\n\n"
     )
     table = markdown_table(
@@ -544,7 +454,7 @@ def best_text(m: dict) -> Markdown:
             if sweep
             else ""
         )
-        + f", {b['macs']:,} MACs, ONNX Runtime {ms(b['latency_ms'].get('onnx'))} at batch 1."
+        + f", {b['macs']:,} MACs, ONNX Runtime {latency_text(b['latency_ms'].get('onnx'), no_interval=None)} at batch 1."
     )
     return Markdown(text)
 
@@ -572,9 +482,9 @@ def parallel_table(m: dict, widths: str) -> Markdown:
                 r["batch"],
                 r["syncs"],
                 f"{r['flop_bound']:.2f}x",
-                *[ms(r["latency_ms"].get(k)) for k in COLUMNS],
-                ratio(r["speedup"].get("path-parallel")),
-                ratio(r["speedup"].get("intra-op")),
+                *[latency_text(r["latency_ms"].get(k), no_interval=None) for k in COLUMNS],
+                ratio_text(r["speedup"].get("path-parallel"), no_interval=None),
+                ratio_text(r["speedup"].get("intra-op"), no_interval=None),
             )
         )
     if not rows:
@@ -618,7 +528,7 @@ def multicore_text(m: dict) -> Markdown:
     handoff = m.get("sync_cost", {}).get("handoff_ms")
     if handoff:
         lines.append(
-            f"- **What is left of a hand-off:** one fork + wait of a tiny task costs {us(handoff)} "
+            f"- **What is left of a hand-off:** one fork + wait of a tiny task costs {latency_us_text(handoff)} "
             f"beyond the task itself (the session executor pays Python queues and one session "
             f"call per path and join instead)."
         )
@@ -632,21 +542,21 @@ def multicore_text(m: dict) -> Markdown:
         kernels = lat["sequential"]["median_ms"] / lat["onnx, 1 thread"]["median_ms"]
         lines.append(
             f"- **{widths.capitalize()} widths, batch 1.** The best searched network ({best['syncs']} sync "
-            f"points) runs {ratio(s['path-parallel'])} as fast with its paths forked as in sequence "
+            f"points) runs {ratio_text(s['path-parallel'], no_interval=None)} as fast with its paths forked as in sequence "
             f"(FLOP bound {best['flop_bound']:.2f}x). Two intra-op threads in ONNX Runtime give "
-            f"{ratio(s.get('intra-op'))}, ORT_PARALLEL {ratio(s.get('ORT_PARALLEL'))}, the session executor "
-            f"{ratio(s.get('sessions'))}. In absolute terms the forked run reaches "
-            f"{ratio(s.get('path-parallel vs onnx'))} the speed of ONNX Runtime on one thread: PyTorch's "
+            f"{ratio_text(s.get('intra-op'), no_interval=None)}, ORT_PARALLEL {ratio_text(s.get('ORT_PARALLEL'), no_interval=None)}, the session executor "
+            f"{ratio_text(s.get('sessions'), no_interval=None)}. In absolute terms the forked run reaches "
+            f"{ratio_text(s.get('path-parallel vs onnx'), no_interval=None)} the speed of ONNX Runtime on one thread: PyTorch's "
             f"kernels alone, in sequence, take {kernels:.2f}x ONNX Runtime's time for the same network. "
-            f"A balanced network without sync points reaches {ratio(free['speedup']['path-parallel'])}, "
-            f"with all {synced['syncs']} {ratio(synced['speedup']['path-parallel'])}: each sync point "
+            f"A balanced network without sync points reaches {ratio_text(free['speedup']['path-parallel'], no_interval=None)}, "
+            f"with all {synced['syncs']} {ratio_text(synced['speedup']['path-parallel'], no_interval=None)}: each sync point "
             f"{_per_sync_text(free, synced, 'path-parallel')} to the forked run and "
             f"{_per_sync_text(free, synced, 'sequential')} to the sequential one."
             + _twin_text(best)
         )
     lines += [
         f"- Batch {r['batch']}, {r['widths']} widths, best searched network: path-parallel "
-        f"{ratio(r['speedup']['path-parallel'])}, intra-op {ratio(r['speedup'].get('intra-op'))}."
+        f"{ratio_text(r['speedup']['path-parallel'], no_interval=None)}, intra-op {ratio_text(r['speedup'].get('intra-op'), no_interval=None)}."
         for r in rows
         if r["batch"] > 1 and r["network"] == "best searched"
     ]
@@ -661,10 +571,10 @@ def _twin_text(row: dict) -> str:
         return ""
     return (
         f" A single path of the same MACs, the network one would deploy without this chapter, "
-        f"takes {ms(lat['single path, onnx, 1 thread'])} in ONNX Runtime on one thread and "
-        f"{ms(lat['single path, onnx, P intra-op'])} on two; the forked paths run "
-        f"{ratio(s.get('path-parallel vs single path'))} as fast as the first, two intra-op threads "
-        f"on the paths {ratio(s.get('intra-op vs single path'))} as fast as the second."
+        f"takes {latency_text(lat['single path, onnx, 1 thread'], no_interval=None)} in ONNX Runtime on one thread and "
+        f"{latency_text(lat['single path, onnx, P intra-op'], no_interval=None)} on two; the forked paths run "
+        f"{ratio_text(s.get('path-parallel vs single path'), no_interval=None)} as fast as the first, two intra-op threads "
+        f"on the paths {ratio_text(s.get('intra-op vs single path'), no_interval=None)} as fast as the second."
     )
 
 
@@ -679,7 +589,7 @@ def target_verdict(rows: list[dict]) -> str:
         return f"- The target ({goal}x at the paper's widths) was not measured."
     got = best["speedup"]["path-parallel"]
     if got["median"] >= goal:
-        return f"- **Target met:** {ratio(got)} against {goal}x for the best searched network at the paper's widths."
+        return f"- **Target met:** {ratio_text(got, no_interval=None)} against {goal}x for the best searched network at the paper's widths."
     reasons = []
     if best["flop_bound"] < goal:
         reasons.append(
@@ -687,15 +597,15 @@ def target_verdict(rows: list[dict]) -> str:
         )
     if nosync is not None and best["syncs"]:
         reasons.append(
-            f"its {best['syncs']} sync points: without them the same ops reach {ratio(nosync['speedup']['path-parallel'])}"
+            f"its {best['syncs']} sync points: without them the same ops reach {ratio_text(nosync['speedup']['path-parallel'], no_interval=None)}"
         )
     if free is not None:
         reasons.append(
             f"what is left per stage (hand-off, waiting, shared caches): a balanced network without any sync "
-            f"point reaches {ratio(free['speedup']['path-parallel'])} of its {free['flop_bound']:.2f}x bound"
+            f"point reaches {ratio_text(free['speedup']['path-parallel'], no_interval=None)} of its {free['flop_bound']:.2f}x bound"
         )
     return (
-        f"- **Target missed:** {ratio(got)} against {goal}x. Measured reasons: "
+        f"- **Target missed:** {ratio_text(got, no_interval=None)} against {goal}x. Measured reasons: "
         + "; ".join(reasons)
         + "."
     )
@@ -738,7 +648,7 @@ def targets(m: dict, wall_time_s: float | None) -> Markdown:
         rows.append(
             (
                 "path-parallel speed-up, batch 1, paper's widths, best network",
-                ratio({"median": sp, "interval": interval}),
+                ratio_text({"median": sp, "interval": interval}, no_interval=None),
                 "-",
                 ">= 1.6x",
                 "met" if sp >= TARGETS["parallel_speedup_b1_paper_widths"] else "missed",
@@ -754,7 +664,7 @@ def targets(m: dict, wall_time_s: float | None) -> Markdown:
         rows.append(
             (
                 "path-parallel speed-up, batch 1, course's widths (no paper-width run saved)",
-                ratio(r),
+                ratio_text(r, no_interval=None),
                 "-",
                 ">= 1.6x",
                 "met" if r["median"] >= TARGETS["parallel_speedup_b1_paper_widths"] else "missed",

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import chapter, data, measure, models, paths
+from ..formatting import pct, ratio_text
 from ..train import Finetuner, default_device, evaluate, seed_everything
 from . import benchmark, storage, structured, summary, unstructured
 from .settings import ChannelSchedule, PruningSettings, pruning_settings
@@ -314,10 +315,10 @@ def channel_pruning(ctx: Context, importance: str, pruner: str, selection_steps:
             "widths": structured.channel_widths(model),
         }
         print(
-            f"step {step.step}: {100 * step.channels_removed:.1f} % of channels removed, "
-            f"accuracy {100 * step.accuracy_pruned:.2f} % -> {100 * step.accuracy:.2f} % "
+            f"step {step.step}: {pct(step.channels_removed, 1)} % of channels removed, "
+            f"accuracy {pct(step.accuracy_pruned)} % -> {pct(step.accuracy)} % "
             f"after {settings.schedule.step_finetune.epochs} epochs; ONNX b1 speed-up "
-            f"{measure.ratio_text(row['speedup']['onnx_b1'])}"
+            f"{ratio_text(row['speedup']['onnx_b1'])}"
         )
 
     model = ctx.fresh()

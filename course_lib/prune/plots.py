@@ -15,7 +15,7 @@ import torch_pruning as tp
 from matplotlib.figure import Figure
 from torch import nn
 
-from ..measure import ratio_parts
+from ..legacy import ratio_parts
 from . import ranking
 from .summary import speedup_over_dense
 

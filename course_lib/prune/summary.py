@@ -13,7 +13,8 @@ import statistics
 from IPython.display import Markdown
 
 from ..chapter import time_table as time_table  # the chapter shows its run's times
-from ..measure import NO_INTERVAL, latency_text, ratio_parts, ratio_text
+from ..formatting import NO_INTERVAL, latency_text, pct, ratio_text
+from ..legacy import ratio_parts
 from ..report import markdown_table
 from . import ranking
 
@@ -41,10 +42,6 @@ def headline(m: dict) -> dict:
             r["speedup"]["onnx_b1"]["median"] for r in aligned.values()
         ),
     }
-
-
-def pct(fraction: float, digits: int = 2) -> str:
-    return f"{100 * fraction:.{digits}f}"
 
 
 def points(fraction: float) -> str:
@@ -274,7 +271,7 @@ def screening_table(m: dict) -> Markdown:
 def _accuracy_cells(row: dict, metric: str = "val_accuracy") -> tuple[str, str, str]:
     """Mean over seeds, standard deviation (points; "-" for one seed) and every seed's value."""
     values = ranking.values(row, metric)
-    spread = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else "-"
+    spread = pct(statistics.stdev(values)) if len(values) > 1 else "-"
     return pct(statistics.fmean(values)), spread, ", ".join(pct(v, 1) for v in values)
 
 
@@ -374,8 +371,7 @@ def speedup_over_dense(m: dict, family: str, k: str) -> dict | float | None:
 
 def onnx_b1_speedup(m: dict, family: str, k: str) -> str:
     """:func:`speedup_over_dense` as text, "-" where the model was not timed."""
-    ratio = speedup_over_dense(m, family, k)
-    return "-" if ratio is None else ratio_text(ratio)
+    return ratio_text(speedup_over_dense(m, family, k))
 
 
 def comparison_table(m: dict) -> Markdown:
@@ -486,11 +482,6 @@ def target_rows(m: dict) -> list[tuple]:
     median = m["structured_50_onnx_speedup_b1"]
     interval = m.get("structured_50_onnx_speedup_b1_interval")
     low = interval[0] if interval else median
-    shown = (
-        f"{median:.2f}x ({interval[0]:.2f}-{interval[1]:.2f})"
-        if interval
-        else f"{median:.2f}x ({NO_INTERVAL})"
-    )
     rows = [
         (
             "iterative 80 %: accuracy drop (points)",
@@ -500,7 +491,7 @@ def target_rows(m: dict) -> list[tuple]:
         ),
         (
             "structured 50 %: ONNX b1 speed-up (interval)",
-            shown,
+            ratio_text({"median": median, "interval": interval}),
             ">= 1.8x (lower end)",
             _status(low >= TARGETS["structured_50_speedup_b1"]),
         ),

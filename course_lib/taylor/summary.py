@@ -8,6 +8,7 @@ import statistics
 
 from IPython.display import Markdown
 
+from ..formatting import pct, ratio_text  # 03_taylor.ipynb calls summary.pct too
 from ..report import markdown_table
 from .network import VGG16_WIDTHS
 
@@ -24,10 +25,6 @@ TARGETS = {"params_removed_fraction": 0.83, "accuracy_drop_points": 1.0}
 def binomial_se(accuracy: float, images: int) -> float:
     """Standard error of an accuracy measured on ``images`` test images (a fraction)."""
     return math.sqrt(accuracy * (1 - accuracy) / images)
-
-
-def pct(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None else f"{100 * x:.{digits}f}"
 
 
 def headline(comparison: dict, seed: int, test_images: int) -> dict:
@@ -147,8 +144,8 @@ def widths_observation(m: dict) -> Markdown:
         early, late = statistics.mean(kept[:half]), statistics.mean(kept[half:])
         top = sorted(range(len(kept)), key=lambda i: -kept[i])[:3]
         return (
-            f"the first {half} convolutions keep {100 * early:.0f} % of their filters on "
-            f"average, the last {len(kept) - half} keep {100 * late:.0f} %; most kept: conv "
+            f"the first {half} convolutions keep {pct(early, 0)} % of their filters on "
+            f"average, the last {len(kept) - half} keep {pct(late, 0)} %; most kept: conv "
             f"{', '.join(str(i + 1) for i in sorted(top))}"
         )
 
@@ -187,9 +184,7 @@ def deployment_table(m: dict) -> Markdown:
                 sizes["torch_bytes"],
                 sizes["onnx_bytes"],
                 f"{latency['median_ms']:.3f} ({latency['low_ms']:.3f}-{latency['high_ms']:.3f})",
-                "1 (baseline)"
-                if speedup is None
-                else f"{speedup['median']:.2f}x ({speedup['interval'][0]:.2f}-{speedup['interval'][1]:.2f})",
+                "1 (baseline)" if speedup is None else ratio_text(speedup),
             )
         )
     headers = ["network", "params", "MACs", "torch.save (bytes)", "ONNX (bytes)"]
@@ -203,7 +198,7 @@ def target_rows(m: dict) -> list[tuple]:
         (
             "parameters removed (%)",
             pct(removed, 1),
-            f">= {100 * TARGETS['params_removed_fraction']:.0f}",
+            f">= {pct(TARGETS['params_removed_fraction'], 0)}",
             "met" if removed >= TARGETS["params_removed_fraction"] else "missed",
         ),
         (
