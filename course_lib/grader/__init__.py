@@ -4,10 +4,15 @@
 - :mod:`.pipeline`: check the submissions, autograde in parallel, feedback, export
   (``course grade run <assignment>``, or ``python -m course_lib.grader run <assignment>``);
 - :mod:`.refereed`: nbgrader's ``Execute`` step replaced: student code in a sandboxed
-  kernel, the tests in a separate clean kernel;
+  kernel, the tests in a separate clean kernel; its parts: :mod:`.kernel_pair` (the two
+  kernels of a submission), :mod:`.passes` (the passes over the cells), :mod:`.restarts`,
+  :mod:`.cell_outputs` (what the grader writes into the notebook), :mod:`.record`;
 - :mod:`.sandbox` (bubblewrap, cgroups, rlimits), :mod:`.kernels` (a sandboxed kernel with
-  bounded outputs), :mod:`.remote` (what travels between the two kernels), :mod:`.plan`
-  (which kernel runs which cell);
+  bounded outputs), :mod:`.plan` (which kernel runs which cell);
+- the link between the two kernels: :mod:`.agent` (each kernel's end, and the entry points
+  the grader runs there by the name :mod:`.remote`), :mod:`.codec` (what travels, and
+  how), :mod:`.session` (one connection), :mod:`.proxy` (the other kernel's objects and
+  errors), :mod:`.audit` (what the student's kernel tries outside its sandbox);
 - :mod:`.integrity`: the integrity report of a grading run;
 - :mod:`.nbgrader_plugins`: the two nbgrader preprocessors ``nbgrader_config.py`` plugs in.
 

@@ -23,7 +23,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbformat import NotebookNode
 from nbformat.v4 import new_output, output_from_msg
 
-from .remote import AUDIT_PREFIX
+from .audit import AUDIT_PREFIX
 from .sandbox import Sandbox
 
 #: Seconds between liveness checks while waiting for a kernel.

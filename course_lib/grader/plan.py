@@ -25,7 +25,7 @@ import symtable
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .remote import IPYTHON_NAMES
+from .agent import IPYTHON_NAMES
 
 
 def cell_names(source: str) -> tuple[set[str], set[str]]:
