@@ -48,15 +48,22 @@ def run_notebook(
     shown = notebook.relative_to(REPO_ROOT) if notebook.is_relative_to(REPO_ROOT) else notebook
     command = "course run " + shlex.quote(str(shown))
     command += f" --profile {profile}" + (f" --seed {seed}" if seed is not None else "")
-    os.environ[COMMAND_ENV] = command
+    previous = os.environ.get(COMMAND_ENV)
+    os.environ[COMMAND_ENV] = command  # the kernel inherits it and records it
     start = time.perf_counter()
-    papermill.execute_notebook(
-        str(notebook),
-        str(output),
-        parameters=parameters,
-        cwd=str(notebook.parent),
-        progress_bar=False,
-    )
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            cwd=str(notebook.parent),
+            progress_bar=False,
+        )
+    finally:  # a later run in this process records its own command, not this one
+        if previous is None:
+            os.environ.pop(COMMAND_ENV, None)
+        else:
+            os.environ[COMMAND_ENV] = previous
     print(f"{notebook.name} ({profile}): {time.perf_counter() - start:.0f} s -> {output}")
     if profile == "full":
         print(f"the book will show this run: {book.save_full_run(output)}")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from course_lib import chapter, paths
+from course_lib import chapter, paths, results
 from course_lib.baseline import baseline_settings
 
 
@@ -55,6 +55,7 @@ def test_only_a_full_run_has_a_cache():
 
 def test_finish_keeps_the_dict_and_leaves_it_in_its_saved_form(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path)
+    monkeypatch.delenv(results.COMMAND_ENV, raising=False)  # as outside `course run`
     run = quick_run()
     metrics = run.metrics
     metrics["widths"] = (3, 4)  # a tuple is saved as a list
