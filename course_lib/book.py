@@ -43,7 +43,9 @@ MAX_HTML_BYTES = 200_000
 """An HTML output larger than this keeps only its plain-text form."""
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-BOOK_SOURCES = ("_toc.yml", "references.bib", "book", "_static")
+BOOK_SOURCES = ("_toc.yml", "references.bib", "book", "_static", "course_lib/bnn/csrc")
+"""What the staged book copies from the repository (besides the pages): the C++ kernel's
+folder too, which chapter 5 shows an excerpt of with a ``{literalinclude}`` directive."""
 STAGING = Path("_build") / "source"
 PDF = Path("_build") / "pdf" / "book.pdf"
 PDF_WORK = Path("_build") / "pdfhtml"

@@ -13,7 +13,8 @@ The input is binarized with ``sign`` (eq. 3) and a surrogate gradient (:mod:`.bi
 optionally after subtracting a learnable per-channel threshold (a free parameter at
 inference: the packed kernel compares against it instead of 0). With
 ``binarize_input=False`` the layer computes with binary weights and real inputs (stage 1 of
-two-stage training).
+the library's two-stage option, :mod:`.training`: the reverse of the papers' order, which
+binarizes the activations first).
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ def set_tau(model: nn.Module, tau: float) -> None:
 
 def set_binary_inputs(model: nn.Module, enabled: bool) -> None:
     """Binarize the inputs of every binary layer (``True``) or keep them real (stage 1 of
-    two-stage training: binary weights, real activations)."""
+    the library's two-stage option: binary weights, real activations; the papers binarize
+    the activations first, see :mod:`.training`)."""
     for layer in binary_layers(model):
         layer.binarize_input = enabled

@@ -3,6 +3,8 @@ or the saved full-profile one)."""
 
 from __future__ import annotations
 
+import math
+
 from IPython.display import Markdown
 
 from .. import measure
@@ -232,17 +234,39 @@ def ranking(m: dict) -> list[str]:
     return sorted(methods, key=lambda k: -methods[k]["test_accuracy_mean"])
 
 
-def report_order_pairs(m: dict) -> tuple[list[str], list[str]]:
+def accuracy_standard_error(p: float, n: int) -> float:
+    """``sqrt(p (1 - p) / n)``: the standard error of a test accuracy ``p`` (a fraction)
+    measured on ``n`` test images."""
+    return math.sqrt(p * (1 - p) / n)
+
+
+#: An ordering of two methods counts (as reproduced or reversed) only when their gap exceeds
+#: this many standard errors of the difference of two accuracies.
+ORDER_STANDARD_ERRORS = 2.0
+
+
+def report_order_pairs(m: dict) -> tuple[list[str], list[str], list[str]]:
     """The orderings 'A above B' of Table 1 (both methods run here) that this run
-    reproduces, and those it does not (a tie does not reproduce one)."""
+    reproduces, those it reverses, and those within the noise: a gap under
+    :data:`ORDER_STANDARD_ERRORS` standard errors of the difference,
+    ``sqrt(se_a^2 + se_b^2)`` with :func:`accuracy_standard_error` on the run's test images
+    (the two accuracies treated as independent)."""
     ours = {k: m["methods"][k]["test_accuracy_mean"] for k in REPORT_ROWS if k in m["methods"]}
     ordered = sorted(ours, key=lambda k: -REPORT_TABLE1_RESNET20[REPORT_ROWS[k]])
-    same, reversed_ = [], []
+    n = m["test_images"]
+    same, reversed_, noise = [], [], []
     for i, a in enumerate(ordered):
         for b in ordered[i + 1 :]:
             text = f"{METHOD_LABELS[a]} above {METHOD_LABELS[b]}"
-            (same if ours[a] > ours[b] else reversed_).append(text)
-    return same, reversed_
+            se = math.hypot(
+                accuracy_standard_error(ours[a], n), accuracy_standard_error(ours[b], n)
+            )
+            gap = ours[a] - ours[b]
+            if abs(gap) <= ORDER_STANDARD_ERRORS * se:
+                noise.append(f"{text} ({pct(gap, 2)} points, standard error {pct(se, 2)})")
+            else:
+                (same if gap > 0 else reversed_).append(text)
+    return same, reversed_, noise
 
 
 def methods_conclusion(m: dict) -> Markdown:
@@ -250,15 +274,18 @@ def methods_conclusion(m: dict) -> Markdown:
     order = ranking(m)
     e = m["methods"]
     label = lambda k: METHOD_LABELS.get(k, k)  # noqa: E731
-    same, reversed_ = report_order_pairs(m)
+    same, reversed_, noise = report_order_pairs(m)
     epochs = {v["epochs"] for v in e.values()}
     lines = [
         f"- **Ranking.** After {', '.join(str(x) for x in sorted(epochs))} epochs on "
         f"{m['train_images']:,} training images (tested on {m['test_images']:,}): "
         + " > ".join(f"{label(k)} ({pct(e[k]['test_accuracy_mean'], 1)} %)" for k in order)
         + ".",
-        f"- **Table 1's orderings.** Reproduced here: {'; '.join(same) or 'none'}. "
-        f"Not reproduced: {'; '.join(reversed_) or 'none'}.",
+        f"- **Table 1's orderings** (a gap counts beyond {ORDER_STANDARD_ERRORS:.0f} standard "
+        f"errors of the difference; an accuracy p on n = {m['test_images']:,} test images has "
+        f"a standard error of sqrt(p (1 - p) / n)). Reproduced here: "
+        f"{'; '.join(same) or 'none'}. Reversed here: {'; '.join(reversed_) or 'none'}. "
+        f"Within the noise, so not settled by this run: {'; '.join(noise) or 'none'}.",
     ]
     if m["close"]:
         seeds = "; ".join(f"{label(k)}: seeds {seeds_text(e[k]['seeds'])}" for k in m["close"])

@@ -10,8 +10,12 @@ What differs from :func:`course_lib.train.fit` (SGD for real-valued networks), a
 - **Distillation** from the trained full-precision twin (optional): the loss is
   ``(1 - distill) * CE(labels) + distill * T^2 * KL(teacher || student)`` at temperature
   ``T`` (Hinton et al., 2015); ReActNet's distributional loss is ``distill = 1, T = 1``.
-- **Two stages** (optional, Martinez et al., 2020; ReActNet): the first ``stage1_epochs``
-  train with binary weights and *real* activations, the rest with both binary.
+- **Two stages** (optional): the first ``stage1_epochs`` train with binary weights and
+  *real* activations, the rest with both binary. This is the **reverse** of the papers'
+  order: Real-to-Bin (Martinez et al., 2020), ReActNet and Liu et al. (2021) binarize the
+  activations first, with real weights, then the weights. The chapter's saved full run
+  does not use this option (``stage1_epochs=0``); the next full rerun (issue 24) switches
+  it to the papers' order.
 - **The ReCU schedule** (eq. 28): ``tau`` rises from ``tau_start`` to ``tau_end`` over all
   steps.
 - ``compile=True`` runs the step through ``torch.compile``: a binary layer is a chain of
