@@ -34,6 +34,22 @@ def test_macs_agree_with_torch_pruning_counter_on_conv_and_linear_nets():
     assert measure.count_params(net) == params
 
 
+def test_depthwise_and_grouped_conv_macs_agree_with_torch_pruning_counter():
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, bias=False),
+        nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False),  # depthwise
+        nn.Conv2d(16, 32, 3, stride=2, padding=1, groups=4, bias=False),  # 4 blocks of 4 -> 8
+        nn.Flatten(),
+        nn.Linear(32 * 16 * 16, 10, bias=False),
+    )
+    costs = measure.layer_costs(net)
+    assert costs[1].macs == 16 * 3 * 3 * 32 * 32  # C k^2 H W, not C^2 k^2 H W
+    assert costs[2].macs == 32 * (16 // 4) * 3 * 3 * 16 * 16
+    independent, params = tp.utils.count_ops_and_params(net, torch.zeros(1, 3, 32, 32))
+    assert measure.count_macs(net) == independent
+    assert measure.count_params(net) == params
+
+
 def test_baseline_layer_table_adds_up():
     model = models.BaselineCNN()
     costs = measure.layer_costs(model)

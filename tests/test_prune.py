@@ -3,6 +3,7 @@ and sparse encodings that round-trip. Untrained or tiny models only: seconds, no
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +130,6 @@ def test_unsupported_layers_are_rejected_with_a_clear_error():
     recurrent = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.LSTM(4, 4))
     with pytest.raises(ValueError, match="LSTM, which this channel pruning does not support"):
         structured.make_pruner(recurrent, 0.5)
-    grouped = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.Flatten(), nn.Linear(8, 2))
-    with pytest.raises(ValueError, match="grouped convolution"):
-        structured.make_pruner(grouped, 0.5)
     masked = models.BaselineCNN()
     unstructured.prune_to(masked, 0.5)
     with pytest.raises(ValueError, match="make_permanent"):
@@ -322,6 +320,212 @@ def test_target_rows_judge_the_speedup_by_the_lower_end_of_its_interval():
 
 
 # --- aligned widths, the group-norm regularizer, the regularization dose ------------------
+
+
+# --- depthwise and grouped convolutions ----------------------------------------------------
+
+
+def mobilenet() -> nn.Module:
+    """torchvision's MobileNetV2 for 10 classes, random weights (no download)."""
+    from torchvision.models import mobilenet_v2
+
+    return mobilenet_v2(weights=None, num_classes=10)
+
+
+class GroupedBlock(nn.Module):
+    """A ResNeXt-style residual block (1x1, grouped 3x3, 1x1) after a stem, with a classifier."""
+
+    def __init__(self, width: int = 16, inner: int = 32, groups: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.block = nn.Sequential(
+            nn.Conv2d(width, inner, 1, bias=False),
+            nn.BatchNorm2d(inner),
+            nn.ReLU(),
+            nn.Conv2d(inner, inner, 3, padding=1, groups=groups, bias=False),
+            nn.BatchNorm2d(inner),
+            nn.ReLU(),
+            nn.Conv2d(inner, width, 1, bias=False),
+            nn.BatchNorm2d(width),
+        )
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(torch.relu(x + self.block(x)))
+
+
+def convs_by_kind(model: nn.Module, kind: str) -> dict[str, nn.Conv2d]:
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and structured.conv_kind(m) == kind
+    }
+
+
+def test_mobilenet_v2_prunes_to_half_its_channels_runs_and_exports(tmp_path):
+    model = mobilenet()
+    dense = {c.name: c for c in measure.layer_costs(model)}
+    depthwise = {name: m.out_channels for name, m in convs_by_kind(model, "depthwise").items()}
+    assert len(depthwise) == 17 and not convs_by_kind(model, "grouped")
+    records = structured.prune_channels_gradually(model, 0.5, steps=2, importance="l2_group")
+    assert records[-1].channels_removed == pytest.approx(0.5)
+    # every depthwise layer is still depthwise, at half its width
+    assert {n: (m.in_channels, m.groups) for n, m in convs_by_kind(model, "depthwise").items()} == {
+        n: (c // 2, c // 2) for n, c in depthwise.items()
+    }
+    # MACs: a layer whose inputs and outputs both halve keeps 1/4; the first conv (3 colour
+    # channels), the depthwise layers (one input per output) and the classifier (10 classes) 1/2
+    halved = {"features.0.0", "classifier.1", *depthwise}
+    expected = sum(c.macs * (0.5 if name in halved else 0.25) for name, c in dense.items())
+    assert records[-1].macs == measure.count_macs(model) == pytest.approx(expected, rel=1e-9)
+    assert records[-1].macs / sum(c.macs for c in dense.values()) == pytest.approx(0.2768, abs=1e-4)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(x)
+    assert logits.shape == (2, 10)
+    session = measure.onnx_session(measure.export_onnx(model, tmp_path / "mobilenet.onnx"))
+    (onnx_logits,) = session.run(None, {"images": x.numpy()})
+    scale = float(logits.abs().max())
+    assert np.allclose(onnx_logits, logits.numpy(), rtol=1e-3, atol=1e-4 * scale)
+
+
+def masked_like(dense: nn.Module, pruned: nn.Module) -> nn.Module:
+    """``dense`` with every channel that ``pruned`` lost switched off: the BatchNorm that
+    produces it gets scale and shift 0, so the channel is 0 everywhere it is read. Kept
+    channels are found by their (distinct) BatchNorm scales."""
+    masked = copy.deepcopy(dense)
+    pruned_norms = dict(pruned.named_modules())
+    for name, norm in masked.named_modules():
+        if isinstance(norm, nn.BatchNorm2d):
+            kept = [norm.weight.tolist().index(w) for w in pruned_norms[name].weight.tolist()]
+            off = torch.ones(norm.num_features, dtype=torch.bool)
+            off[kept] = False
+            with torch.no_grad():
+                norm.weight[off] = 0
+                norm.bias[off] = 0
+    return masked
+
+
+@pytest.mark.parametrize("build", [mobilenet, GroupedBlock], ids=["mobilenet_v2", "grouped"])
+def test_pruning_depthwise_and_grouped_convs_keeps_what_the_kept_channels_compute(build):
+    """The pruned network computes exactly what the dense one computes with the removed
+    channels switched off: every layer lost the right input slices (depthwise and grouped
+    convolutions read their inputs block by block)."""
+    dense = build().eval()
+    with torch.no_grad():
+        for norm in (m for m in dense.modules() if isinstance(m, nn.BatchNorm2d)):
+            norm.weight.copy_(1 + torch.randperm(norm.num_features) / norm.num_features)
+            norm.bias.uniform_(-0.5, 0.5)
+    pruned = copy.deepcopy(dense)
+    structured.prune_channels_gradually(pruned, 0.5, steps=1, importance="l1_group")
+    for name, conv in convs_by_kind(dense, "grouped").items():
+        after = dict(pruned.named_modules())[name]
+        assert (after.groups, after.in_channels, after.out_channels) == (
+            conv.groups,
+            conv.in_channels // 2,
+            conv.out_channels // 2,
+        )
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected, got = masked_like(dense, pruned)(x), pruned(x)
+    assert torch.allclose(got, expected, atol=1e-4 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("importance", ["taylor", "bn_scale", "lamp", "fpgm"])
+def test_other_importances_prune_mobilenet_v2(importance):
+    model = mobilenet()
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))]
+    structured.prune_channels_gradually(
+        model, 0.25, 1, importance, calibration=batches, hessian_samples=4
+    )
+    dw = convs_by_kind(model, "depthwise")
+    assert len(dw) == 17
+    assert all(m.in_channels == m.out_channels == m.groups for m in dw.values())
+    assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("pruner", structured.REGULARIZING)
+def test_regularizers_reach_mobilenet_v2s_groups(pruner):
+    model = mobilenet()
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    channel_pruner = structured.make_pruner(model, 0.5, pruner=pruner, reg=0.1)
+    nn.functional.cross_entropy(model(x), y).backward()
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    channel_pruner.regularize(model)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p.grad)}
+    # block 2: expansion 1x1 (conv.0), depthwise 3x3 (conv.1), projection (conv.2)
+    if pruner == "bn_scale":  # the BatchNorm scales only, the depthwise layer's one included
+        assert {"features.2.conv.0.1.weight", "features.2.conv.1.1.weight"} <= changed
+    else:  # torch-pruning 1.6 leaves the depthwise filters out of the group norm's penalty
+        assert "features.2.conv.0.0.weight" in changed
+        assert "features.2.conv.1.0.weight" not in changed
+
+
+def test_round_to_8_gives_mobilenet_v2_widths_that_are_multiples_of_8():
+    model = mobilenet()
+    structured.prune_channels_gradually(model, 0.4, 2, "l2_group", round_to=8)
+    widths = structured.channel_widths(model)
+    assert widths[-1] == 10 and all(w % 8 == 0 for w in widths[:-1]), widths
+    assert all(m.in_channels == m.groups for m in convs_by_kind(model, "depthwise").values())
+
+
+class TwoBranches(nn.Module):
+    """Two grouped convolutions reading (and writing) the same channels."""
+
+    def __init__(self, groups: tuple[int, int], width: int = 24) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3), nn.BatchNorm2d(width), nn.ReLU())
+        self.a = nn.Conv2d(width, width, 3, groups=groups[0])
+        self.b = nn.Conv2d(width, width, 3, groups=groups[1])
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(self.a(x) + self.b(x))
+
+
+def test_convolution_shapes_torch_pruning_gets_wrong_are_refused_with_the_reason():
+    def net(conv: nn.Conv2d) -> nn.Module:
+        c = conv.in_channels
+        return nn.Sequential(
+            nn.Conv2d(3, c, 3), nn.BatchNorm2d(c), nn.ReLU(), conv, nn.Flatten(), nn.LazyLinear(10)
+        )
+
+    multiplier = nn.Conv2d(8, 16, 3, groups=8)  # depthwise with a channel multiplier of 2
+    shrinking = nn.Conv2d(16, 8, 3, groups=8)  # one output per group, two inputs
+    assert [structured.conv_kind(c) for c in (multiplier, shrinking)] == [
+        "multiplier",
+        "shrinking",
+    ]
+    for conv, reason in ((multiplier, "channel multiplier"), (shrinking, "one output channel")):
+        model = net(conv)
+        model(torch.zeros(1, 3, 32, 32))  # materialize the lazy layer
+        with pytest.raises(ValueError, match=f"layer '3' .*{reason}"):
+            structured.make_pruner(model, 0.5)
+    for option, value in (("round_to", 8), ("importance", "fpgm"), ("pruner", "group_norm")):
+        with pytest.raises(ValueError, match="grouped convolution 'block.3' is refused"):
+            structured.make_pruner(GroupedBlock(), 0.5, **{option: value})
+    # 32 channels in 8 blocks: 4 per block, 1 left at 75 %
+    with pytest.raises(ValueError, match="leaves 1 channel.* at least 2"):
+        structured.make_pruner(GroupedBlock(groups=8), 0.75)
+    with pytest.raises(ValueError, match="do not divide each other"):
+        structured.make_pruner(TwoBranches((2, 3)), 0.5)
+    model = TwoBranches((2, 4))  # 4 is a multiple of 2: the same positions in every block
+    structured.prune_channels_gradually(model, 0.5, 1, "l2_group")
+    assert (model.a.in_channels, model.a.groups, model.b.groups) == (12, 2, 4)
+
+
+def test_a_step_that_breaks_a_layer_is_reported():
+    model = GroupedBlock()
+    kinds = structured.conv_kinds(model)
+    with torch.no_grad():
+        model.block[3].weight = nn.Parameter(model.block[3].weight[:, :3])
+    with pytest.raises(RuntimeError, match="'block.3' inconsistent"):
+        structured.check_consistent(model, kinds)
 
 
 @pytest.mark.parametrize("ratio", [0.1, 0.2, 0.3, 0.4, 0.5])

@@ -14,6 +14,11 @@ layer, collects such coupled slices into a **group** that is always removed toge
   (:data:`PRUNERS`) add a regularizer to the gradients during a training phase before
   pruning, pushing unimportant groups towards zero so that removing them hurts less.
 
+Depthwise convolutions (MobileNet) and grouped ones (ResNeXt) are pruned too: a depthwise
+layer loses the same input and output channels, a grouped one the same positions in every
+block (:func:`conv_kind`); the few cases torch-pruning 1.6 gets wrong are refused with the
+reason (:func:`check_supported`, :func:`check_grouped`).
+
 The result is a plain dense model with fewer channels: fewer parameters, fewer MACs, and
 a speed-up on any hardware, unlike unstructured zeros.
 """
@@ -61,6 +66,12 @@ class GroupNormPruner(tp.pruner.GroupNormPruner):
     "regularized" pruner then trains exactly like the plain one. The penalty belongs to the
     group's weights, not to the ranking, so here it always uses the L2 norm of the group
     (mean of each member's sum of squares, then the square root), as DepGraph defines it.
+
+    Depthwise convolutions: torch-pruning 1.6's importances and this regularizer have no
+    case for a depthwise layer's pruning function, so its filters count neither in the
+    group's norm nor in the penalty (in MobileNetV2 the penalty reaches a group's expansion
+    convolution, its BatchNorms and the projection's inputs, not the depthwise filters); the
+    pruning itself removes them correctly.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -90,9 +101,61 @@ REGULARIZING = ("bn_scale", "group_norm")
 SUPPORTED_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
 
 
+def conv_kind(conv: nn.Conv2d) -> str:
+    """How a convolution connects its channels, as far as channel pruning is concerned.
+
+    - ``"dense"``: ``groups == 1``, every output channel reads every input channel;
+    - ``"depthwise"``: ``groups == in_channels == out_channels`` (MobileNet's 3x3 layers),
+      output channel ``k`` reads input channel ``k`` only, so removing one removes the other:
+      torch-pruning puts both in the same dependency group, with the layer before and the
+      BatchNorm after, and the layer stays depthwise (``groups`` shrinks with the channels);
+    - ``"grouped"``: ``groups`` blocks of at least 2 input and 2 output channels each
+      (ResNeXt); every block must keep the same width, so torch-pruning removes the same
+      positions from every block (it averages the importance over the blocks);
+    - ``"multiplier"`` (one input channel per group, several outputs: a depthwise
+      convolution with a channel multiplier) and ``"shrinking"`` (one output channel per
+      group, several inputs): shapes torch-pruning 1.6 cannot prune, see
+      :func:`check_supported`.
+    """
+    if conv.groups == 1:
+        return "dense"
+    if conv.groups == conv.in_channels == conv.out_channels:
+        return "depthwise"
+    if conv.groups == conv.in_channels:
+        return "multiplier"
+    if conv.groups == conv.out_channels:
+        return "shrinking"
+    return "grouped"
+
+
+UNSUPPORTED_CONVS = {
+    "multiplier": "a convolution with one input channel per group and several output channels "
+    "per group (a depthwise convolution with a channel multiplier): torch-pruning 1.6 scores "
+    "its input channels on a weight that holds one input channel per group as if it held "
+    "all of them, and fails",
+    "shrinking": "a convolution with one output channel per group and several input channels "
+    "per group: torch-pruning 1.6 takes every convolution whose groups equal its output "
+    "channels for a depthwise one and removes as many input channels as output channels, "
+    "which leaves this layer inconsistent",
+}
+"""The convolution shapes (:func:`conv_kind`) that channel pruning refuses, and why."""
+
+GROUPED_LIMITS = {
+    "round_to": "torch-pruning 1.6 rounds a grouped convolution's per-block count of removed "
+    "channels against the layer's whole width, which gives wrong widths (or none removed)",
+    "fpgm": "torch-pruning 1.6's FPGM importance fails on the input channels of a grouped "
+    "convolution (its per-channel scores cannot be tiled over the blocks)",
+    "group_norm": "torch-pruning 1.6's group-norm regularizer indexes the input channels of a "
+    "grouped convolution past its per-block weight and fails",
+}
+"""What torch-pruning 1.6 gets wrong with ``"grouped"`` convolutions (not depthwise ones):
+``round_to``, the ``fpgm`` importance and the ``group_norm`` pruner are refused with them."""
+
+
 def check_supported(model: nn.Module) -> None:
-    """``ValueError`` unless every layer with parameters is a plain (ungrouped) ``Conv2d``,
-    a ``Linear`` or a ``BatchNorm``, and no ``torch.nn.utils.prune`` mask is attached."""
+    """``ValueError`` unless every layer with parameters is a ``Conv2d`` (dense, depthwise or
+    grouped, see :func:`conv_kind`), a ``Linear`` or a ``BatchNorm``, and no
+    ``torch.nn.utils.prune`` mask is attached."""
     for name, module in model.named_modules():
         if hasattr(module, "weight_mask"):
             raise ValueError(
@@ -106,10 +169,107 @@ def check_supported(model: nn.Module) -> None:
                 f"layer {name!r} is a {type(module).__name__}, which this channel pruning does "
                 f"not support (supported: {', '.join(t.__name__ for t in SUPPORTED_LAYERS)})"
             )
-        if isinstance(module, nn.Conv2d) and module.groups != 1:
-            raise ValueError(f"layer {name!r} is a grouped convolution, which is not supported")
+        if isinstance(module, nn.Conv2d) and conv_kind(module) in UNSUPPORTED_CONVS:
+            raise ValueError(
+                f"layer {name!r} ({module.in_channels} -> {module.out_channels} channels in "
+                f"{module.groups} groups) is {UNSUPPORTED_CONVS[conv_kind(module)]}"
+            )
     if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         raise ValueError(f"{type(model).__name__} has no Conv2d layer to prune channels from")
+
+
+def grouped_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
+    """The ``"grouped"`` convolutions of ``model`` (not the dense or depthwise ones), by name."""
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and conv_kind(m) == "grouped"
+    }
+
+
+def check_grouped(
+    channel_pruner: tp.pruner.BasePruner,
+    model: nn.Module,
+    round_to: int | None,
+    importance: str,
+    pruner: str,
+) -> None:
+    """``ValueError`` where ``model``'s grouped convolutions would be pruned wrongly.
+
+    With a grouped convolution, ``round_to``, the ``fpgm`` importance and the ``group_norm``
+    pruner are refused (:data:`GROUPED_LIMITS`). Then, for every dependency group of
+    ``channel_pruner`` that contains grouped convolutions: their group counts must divide
+    each other (torch-pruning removes the same positions from each of the largest count's
+    blocks, which is the same pattern in every block of a divisor count only), and every
+    block must keep at least 2 channels at the final ratio (a block of one channel makes
+    the layer depthwise-shaped halfway, see :data:`UNSUPPORTED_CONVS`).
+    """
+    grouped = grouped_convs(model)
+    if not grouped:
+        return
+    chosen = {"round_to": round_to is not None, "fpgm": importance == "fpgm"}
+    chosen["group_norm"] = pruner == "group_norm"
+    refused = [option for option, used in chosen.items() if used]
+    if refused:
+        raise ValueError(
+            f"{' and '.join(refused)} with the grouped convolution {next(iter(grouped))!r} "
+            f"is refused: " + "; ".join(GROUPED_LIMITS[option] for option in refused)
+        )
+    names = {module: name for name, module in model.named_modules()}
+    ratio = channel_pruner.per_step_pruning_ratio[-1]
+    graph = channel_pruner.DG
+    for group in graph.get_all_groups(
+        ignored_layers=channel_pruner.ignored_layers,
+        root_module_types=channel_pruner.root_module_types,
+    ):
+        counts = {
+            names[dep.target.module]: dep.target.module.groups
+            for dep, _ in group
+            if dep.target.module in grouped.values()
+        }
+        if not counts:
+            continue
+        blocks = max(counts.values())
+        if any(blocks % count for count in counts.values()):
+            raise ValueError(
+                f"the grouped convolutions {counts} share channels but their group counts do "
+                f"not divide each other: no removal keeps every block of all of them equal"
+            )
+        root = group[0].dep.target.module
+        width = graph.get_out_channels(root) // blocks
+        kept = int(width * (1 - ratio))
+        if kept < 2:
+            raise ValueError(
+                f"ratio {ratio:g} leaves {kept} channel(s) in each of the {blocks} blocks of the "
+                f"grouped convolution(s) {sorted(counts)} ({width} per block before pruning, in "
+                f"the output channels of {names[root]!r}); at least 2 are needed (one channel per block makes "
+                f"the layer depthwise-shaped halfway, which torch-pruning 1.6 then mis-prunes)"
+            )
+
+
+def check_consistent(model: nn.Module, kinds: dict[str, str]) -> None:
+    """``RuntimeError`` if a pruning step left a convolution whose weight does not match its
+    channel counts, or changed its :func:`conv_kind` from ``kinds`` (taken before pruning)."""
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Conv2d):
+            continue
+        shape = (module.out_channels, module.in_channels // module.groups)
+        if (
+            tuple(module.weight.shape[:2]) != shape
+            or module.in_channels % module.groups
+            or module.out_channels % module.groups
+            or conv_kind(module) != kinds[name]
+        ):
+            raise RuntimeError(
+                f"channel pruning left layer {name!r} inconsistent ({module}, weight "
+                f"{tuple(module.weight.shape)}, was {kinds[name]}): a torch-pruning case this "
+                f"course does not handle; the model was changed in place"
+            )
+
+
+def conv_kinds(model: nn.Module) -> dict[str, str]:
+    """:func:`conv_kind` of every convolution of ``model``, by name."""
+    return {n: conv_kind(m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 
 def output_layer(model: nn.Module) -> nn.Module:
@@ -137,7 +297,11 @@ def make_pruner(
     output layer) in ``steps`` equal steps. ``reg`` is the regularization strength of the
     sparsity-training pruners (ignored by ``plain``). ``round_to=8`` rounds every layer's
     remaining channels *down* to a multiple of 8 (it may remove a few more than ``ratio``):
-    widths that match the CPU's vector registers run faster (see :func:`channel_widths`)."""
+    widths that match the CPU's vector registers run faster (see :func:`channel_widths`).
+
+    Depthwise and grouped convolutions are pruned too (:func:`conv_kind`); what torch-pruning
+    1.6 would get wrong is refused with a ``ValueError`` (:func:`check_supported`,
+    :func:`check_grouped`)."""
     ratio = check_ratio(ratio, "channel pruning ratio")
     check_supported(model)
     if steps < 1:
@@ -148,7 +312,7 @@ def make_pruner(
         raise ValueError(f"round_to must be None or a positive channel count, got {round_to!r}")
     extra = {} if pruner == "plain" or reg is None else {"reg": reg}
     device = next(model.parameters()).device
-    return PRUNERS[pruner](
+    channel_pruner = PRUNERS[pruner](
         model,
         torch.randn(input_shape, device=device),
         importance=make_importance(importance),
@@ -158,6 +322,8 @@ def make_pruner(
         round_to=round_to,
         **extra,
     )
+    check_grouped(channel_pruner, model, round_to, importance, pruner)
+    return channel_pruner
 
 
 def estimate_gradients(
@@ -357,6 +523,7 @@ def prune_channels_gradually(
     from ..measure import count_macs, count_params
 
     channel_pruner = make_pruner(model, ratio, steps, importance, pruner, reg, round_to)
+    kinds = conv_kinds(model)
     if sparse_train is not None:
         if pruner == "plain":
             sparse_train(model)
@@ -371,6 +538,7 @@ def prune_channels_gradually(
                 raise ValueError(f"importance {importance!r} needs calibration batches")
             estimate_gradients(model, calibration, importance, hessian_samples)
         channel_pruner.step()
+        check_consistent(model, kinds)
         model.zero_grad(set_to_none=True)
         if calibration is not None:
             recalibrate_batchnorm(model, calibration)
