@@ -106,6 +106,12 @@ def test_the_criterion_checks_catch_plausible_mistakes():
     with pytest.raises(grading.CheckFailed, match="scores differ"):
         grading.check_taylor_criterion(summed_over_the_batch)
 
+    def magnitude_of_the_batch_mean(model, batches):  # the course's own error until 2026-12
+        return criterion.taylor_scores(model, batches, per_example=False)
+
+    with pytest.raises(grading.CheckFailed, match="magnitude per image"):
+        grading.check_taylor_criterion(magnitude_of_the_batch_mean)
+
     def leaves_hooks(model, batches):
         maps = criterion.feature_maps(model)
         next(iter(maps.values())).register_forward_hook(lambda *args: None)
@@ -198,8 +204,8 @@ def test_source_notebook_is_a_valid_nbgrader_assignment():
 def make_submissions(course: Path) -> None:
     grace = solved(course, ASSIGNMENT)
     cell = cells_by_id(grace)["taylor_criterion"]
-    assert ".mean(dim=(0, 2, 3)).abs()" in cell.source
-    cell.source = cell.source.replace(".mean(dim=(0, 2, 3)).abs()", ".mean(dim=(0, 2, 3))")
+    assert ".mean(dim=(2, 3)).abs().sum(dim=0)" in cell.source
+    cell.source = cell.source.replace(".mean(dim=(2, 3)).abs().sum(dim=0)", ".mean(dim=(0, 2, 3))")
     for student, nb in {
         "alice": solved(course, ASSIGNMENT),
         "bob": released(course, ASSIGNMENT),
@@ -284,7 +290,7 @@ def test_feedback_explains_the_failure_without_hidden_tests(course):
     assert hidden
     path = course["root"] / "assignments/feedback/grace" / ASSIGNMENT / f"{ASSIGNMENT}.html"
     text = visible_text(path.read_text())
-    assert "take the absolute value of that mean" in text
+    assert "and take the absolute value" in text
     assert "HIDDEN TESTS" not in text
     for line in hidden:
         assert line not in text, f"grace's feedback shows hidden test code: {line}"

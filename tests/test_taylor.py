@@ -61,9 +61,12 @@ def image_loader(n: int = 24, classes: int = 3, batch_size: int = 8, seed: int =
 # --- the criterion -------------------------------------------------------------------------
 
 
-def independent_taylor(model: nn.Sequential, data) -> dict[int, torch.Tensor]:
+def independent_taylor(
+    model: nn.Sequential, data, per_example: bool = True
+) -> dict[int, torch.Tensor]:
     """The Taylor criterion without hooks: run the layers one by one, keep every feature map
-    (the output of the ReLU after each conv), and ask autograd for dLoss/dmap directly."""
+    (the output of the ReLU after each conv), and ask autograd for dLoss_n/dmap directly,
+    one image's loss at a time (``per_example``), or for the batch's mean loss."""
     model.eval()
     totals: dict[int, torch.Tensor] = {}
     for x, y in data:
@@ -75,20 +78,31 @@ def independent_taylor(model: nn.Sequential, data) -> dict[int, torch.Tensor]:
                 h = h.clone()  # a fresh node: the next in-place op must not touch it
                 maps.append(h)
                 index.append(i)
-        loss = nn.functional.cross_entropy(h, y)
-        grads = torch.autograd.grad(loss, maps)
-        for i, z, g in zip(index, maps, grads, strict=True):
-            n, _, height, width = z.shape
-            per_filter = torch.einsum("nchw,nchw->c", z, g) / (n * height * width)
-            totals[i] = totals.get(i, 0) + per_filter.abs()
+        losses = nn.functional.cross_entropy(h, y, reduction="none")
+        n = len(y)
+        if per_example:  # image m's map depends on image m alone (eval mode)
+            grads = [torch.autograd.grad(losses[m], maps, retain_graph=True) for m in range(n)]
+        else:
+            grads = [torch.autograd.grad(losses.mean(), maps)]
+        for j, (i, z) in enumerate(zip(index, maps, strict=True)):
+            height, width = z.shape[2:]
+            if per_example:  # 1/N sum_m |1/(HW) sum_hw z_m * dC_m/dz_m|
+                per_image = [
+                    (z[m] * grads[m][j][m]).sum((1, 2)) / (height * width) for m in range(n)
+                ]
+                per_filter = torch.stack(per_image).abs().mean(0)
+            else:  # |1/(N HW) sum_{m,hw} z * dC/dz|, C the mean loss
+                per_filter = (z * grads[0][j]).sum((0, 2, 3)).abs() / (n * height * width)
+            totals[i] = totals.get(i, 0) + per_filter
     return totals
 
 
-def test_taylor_scores_match_an_independent_autograd_computation():
+@pytest.mark.parametrize("per_example", [True, False], ids=["paper", "taylor-batch"])
+def test_taylor_scores_match_an_independent_autograd_computation(per_example):
     model = with_random_batchnorm(tiny_vgg())
     data = batches((5, 3, 7))
-    ours = criterion.taylor_scores(model, data)
-    reference = independent_taylor(model, data)
+    ours = criterion.taylor_scores(model, data, per_example=per_example)
+    reference = independent_taylor(model, data, per_example)
     assert len(ours) == len(reference) == 13
     for (name, got), want in zip(ours.items(), reference.values(), strict=True):
         torch.testing.assert_close(got, want.detach(), rtol=1e-4, atol=1e-9, msg=name)
@@ -96,11 +110,25 @@ def test_taylor_scores_match_an_independent_autograd_computation():
     assert not any(m._forward_hooks for m in model.modules()), "no hook left behind"
 
 
+def test_the_magnitude_per_image_never_scores_below_the_batch_variant():
+    """|mean| <= mean of |.| (the triangle inequality), with equality only where no image's
+    contribution has the other sign: the batch variant lets opposite images cancel."""
+    model = with_random_batchnorm(tiny_vgg())
+    data = batches((6,))
+    paper = criterion.taylor_scores(model, data)
+    batch = criterion.taylor_scores(model, data, per_example=False)
+    for name in paper:
+        assert bool((paper[name] >= batch[name] * (1 - 1e-5) - 1e-12).all()), name
+    assert any(bool((paper[n] > 1.01 * batch[n]).any()) for n in paper), "some cancel"
+
+
 def plain_convnet() -> nn.Sequential:
     """Bias-free convolutions, each followed directly by a ReLU: here the criterion on the
     feature map equals |sum w * dL/dw| over the filter (Euler's theorem: the map is
     positively homogeneous in the filter's weights), which is torch-pruning's Taylor
-    importance with ``multivariable=True``, up to the constant factor N * H * W."""
+    importance with ``multivariable=True``, up to the constant factor N * H * W. That
+    importance takes the magnitude of the whole batch's sum: it is the ``taylor-batch``
+    variant, not the paper's per-image magnitude."""
     torch.manual_seed(1)
     return nn.Sequential(
         nn.Conv2d(3, 6, 3, padding=1, bias=False),
@@ -118,7 +146,7 @@ def plain_convnet() -> nn.Sequential:
 def test_taylor_ranks_like_torch_pruning_group_taylor_importance():
     model = plain_convnet()
     ((x, y),) = batches((6,), classes=4, size=16)
-    ours = criterion.taylor_scores(model, [(x, y)])
+    ours = criterion.taylor_scores(model, [(x, y)], per_example=False)
     model.eval()
     nn.functional.cross_entropy(model(x), y).backward()
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=x[:1])

@@ -1,7 +1,8 @@
 """Checks and settings of the Taylor-pruning assignment (``assignments/source/taylor``).
 
-Students write Molchanov's criterion with hooks (the mean over batch and positions of
-activation x gradient, its magnitude, summed over batches), the layer-wise L2
+Students write Molchanov's criterion with hooks (per image, the magnitude of the mean over
+positions of activation x gradient; averaged over the batch; summed over batches), the
+layer-wise L2
 normalization, and one prune-and-fine-tune round through torch-pruning's dependency graph.
 Every check compares their function with the course's own (:mod:`course_lib.taylor`) on
 fixed networks and tensors. Exact checks: which filters a round removes, the shapes and
@@ -167,10 +168,31 @@ def _check_scores(got, want: Scores, what: str, hint: str) -> None:
 
 
 CRITERION_HINT = (
-    "per batch, average activation x gradient over the images and the positions of each "
-    "feature map, take the absolute value of that mean, and add it up over the batches "
-    "(the gradient is that of the batch's mean cross-entropy; eval mode)."
+    "for every image, average activation x gradient over the positions of each feature map "
+    "and take the absolute value; average those over the batch's images (the gradient you "
+    "get is that of the batch's mean cross-entropy, 1/N of each image's own: the 1/N and the "
+    "average's 1/N do not both belong), and add it up over the batches (eval mode)."
 )
+BATCH_MEAN_HINT = (
+    "your scores equal the magnitude of the batch's mean (|mean over images and positions|), "
+    "where Molchanov et al. take the magnitude per image before averaging over the batch: "
+    "with the mean over images first, images that push the loss in opposite directions "
+    "cancel."
+)
+
+
+def _check_not_the_batch_variant(got, want: Scores, model, batches, sizes) -> None:
+    """Say so when ``got`` is the magnitude of the batch mean (where that differs from the
+    paper's criterion: batches of one image give both)."""
+    variant = taylor_scores(copy.deepcopy(model), batches, per_example=False)
+    for scores in (want, got):
+        try:
+            _check_scores(scores, variant, "", "")
+        except CheckFailed:
+            continue  # these scores are not the variant's
+        if scores is got:
+            raise CheckFailed(f"criterion with batch sizes {list(sizes)}: {BATCH_MEAN_HINT}")
+        return  # the paper's criterion equals the variant here: nothing to tell apart
 
 
 def check_taylor_criterion(
@@ -187,6 +209,7 @@ def check_taylor_criterion(
     batches = fixed_batches(sizes, classes, seed)
     want = taylor_scores(copy.deepcopy(model), batches)
     got = criterion(model, batches)
+    _check_not_the_batch_variant(got, want, model, batches, sizes)
     _check_scores(got, want, f"criterion with batch sizes {list(sizes)}", CRITERION_HINT)
     for name, expected in want.items():
         in_expected_order = got[name].detach().cpu().float()[expected.argsort()]

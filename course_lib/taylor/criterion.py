@@ -6,15 +6,18 @@ change the loss least, ``min |E(W) - E(W')|``. Expanding ``E`` to first order ar
 point where one unit is zeroed (eq. 12-18) gives ``|E(W) - E(W')| ~ |dE/dz * z|``: the
 loss changes by about the product of the unit's value and its gradient. For a **filter**
 ``k`` of a convolution, whose output is a feature map ``z_k`` of ``H x W`` values per
-image, Molchanov et al. (2017) average that product over the map and the batch:
+image, Molchanov et al. (2017, eq. 8 and the text after it) average that product over the
+map, take its magnitude **for each example**, and then average over the batch:
 
-    Theta(z_k) = | 1/N sum_n 1/(HW) sum_{h,w} z_k[n,h,w] * dC/dz_k[n,h,w] |
+    Theta(z_k) = 1/N sum_n | 1/(HW) sum_{h,w} z_k[n,h,w] * dC_n/dz_k[n,h,w] |
 
-(``C``: the batch's mean cross-entropy; ``z_k``: the feature map after the filter's
+(``C_n``: example ``n``'s cross-entropy; ``z_k``: the feature map after the filter's
 BatchNorm and ReLU, the value the next layer reads), add it up over batches, and divide
 every layer's scores by their L2 norm (the layer-wise normalization) before ranking all
 filters of the network together. :func:`taylor_scores` computes it with hooks on the
-feature maps; the comparison criteria are :func:`l1_scores` (Li et al., 2017: the L1 norm
+feature maps. Its variant ``"taylor-batch"`` takes the magnitude only after the batch mean,
+``| 1/N sum_n ... |``, so that examples that push a filter's loss in opposite directions
+cancel (an earlier version of this course did that); the comparison criteria are :func:`l1_scores` (Li et al., 2017: the L1 norm
 of the filter's weights), :func:`activation_scores` (the mean of the feature map) and
 :func:`random_scores`.
 
@@ -36,8 +39,9 @@ from .network import conv_layers
 Scores = dict[str, torch.Tensor]
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
-CRITERIA = ("taylor", "l1", "activation", "random")
-"""The criteria of the chapter's comparison (Molchanov et al., 2017, Sec. 3 and 4)."""
+CRITERIA = ("taylor", "taylor-batch", "l1", "activation", "random")
+"""The criteria of the chapter's comparison (Molchanov et al., 2017, Sec. 3 and 4), and
+``taylor-batch``, the Taylor criterion with the magnitude taken after the batch mean."""
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU)
 FOLLOWERS = (nn.BatchNorm2d, *ACTIVATIONS)
@@ -81,13 +85,34 @@ def _check_batches(seen: int) -> None:
         raise ValueError("no batches to score the filters on: pass at least one (x, y) batch")
 
 
+def taylor_per_batch(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """One batch's Taylor scores, one per filter: the mean over the examples of
+    ``|mean over (h, w) of z * dC_n/dz|``. ``activation`` and ``grad`` are ``(N, K, H, W)``;
+    ``grad`` is that of the batch's **mean** loss, so example ``n``'s own gradient is
+    ``N * grad[n]``, and the ``1/N`` of the batch mean and the ``N`` cancel: the sum over
+    the batch."""
+    return (activation * grad).float().mean(dim=(2, 3)).abs().sum(dim=0)
+
+
+def taylor_batch_mean_per_batch(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The ``taylor-batch`` variant: ``|mean over (n, h, w) of z * dC/dz|``, the magnitude
+    taken after the batch mean (contributions of opposite sign cancel)."""
+    return (activation * grad).float().mean(dim=(0, 2, 3)).abs()
+
+
 def taylor_scores(
-    model: nn.Module, batches: Batches, loss_fn: Callable = nn.functional.cross_entropy
+    model: nn.Module,
+    batches: Batches,
+    loss_fn: Callable = nn.functional.cross_entropy,
+    per_example: bool = True,
 ) -> Scores:
     """Molchanov's first-order Taylor criterion, per filter, summed over ``batches``
-    (not normalized; see :func:`normalize_per_layer`). Uses forward hooks on the feature
-    maps (:func:`feature_maps`) and tensor hooks on their gradients; leaves no hook and no
-    ``.grad`` behind."""
+    (not normalized; see :func:`normalize_per_layer`): :func:`taylor_per_batch`, or with
+    ``per_example=False`` the ``taylor-batch`` variant (:func:`taylor_batch_mean_per_batch`).
+    ``loss_fn`` must average over the batch (the default does). Uses forward hooks on the
+    feature maps (:func:`feature_maps`) and tensor hooks on their gradients; leaves no hook
+    and no ``.grad`` behind."""
+    per_batch = taylor_per_batch if per_example else taylor_batch_mean_per_batch
     maps = feature_maps(model)
     totals: Scores = {}
     handles = []
@@ -97,9 +122,7 @@ def taylor_scores(
             activation = output.detach()
 
             def on_gradient(grad: torch.Tensor) -> None:
-                # mean over (batch, height, width) of z * dC/dz, then |.| (one batch)
-                score = (activation * grad).float().mean(dim=(0, 2, 3)).abs()
-                totals[name] = totals.get(name, 0) + score
+                totals[name] = totals.get(name, 0) + per_batch(activation, grad)
 
             output.register_hook(on_gradient)
 
@@ -190,7 +213,7 @@ def score_filters(model: nn.Module, criterion: str, batches: Batches, seed: int 
     elif criterion == "activation":
         raw = activation_scores(model, batches)
     else:
-        raw = taylor_scores(model, batches)
+        raw = taylor_scores(model, batches, per_example=criterion == "taylor")
     return normalize_per_layer(raw)
 
 

@@ -11,6 +11,7 @@ from .summary import binomial_se
 
 STYLE = {
     "taylor": {"color": "tab:red", "marker": "o"},
+    "taylor-batch": {"color": "tab:orange", "marker": "D"},
     "l1": {"color": "tab:blue", "marker": "s"},
     "activation": {"color": "tab:green", "marker": "^"},
     "random": {"color": "tab:gray", "marker": "x"},

@@ -229,12 +229,17 @@ def conclusion(m: dict) -> Markdown:
     }
     best, worst = max(accuracy, key=accuracy.get), min(accuracy, key=accuracy.get)
     gentlest = max(damage, key=damage.get)
-    se = 100 * binomial_se(m["unpruned_test_accuracy"], m["test_images"])
+    se = binomial_se(m["unpruned_test_accuracy"], m["test_images"])
+    tied = [c for c in accuracy if c != best and accuracy[best] - accuracy[c] < 2 * se]
+    verdict = (
+        f"within two standard errors of it, so not distinguishable here: {', '.join(tied)}"
+        if tied
+        else "every other criterion ends more than two standard errors below it"
+    )
     return Markdown(
         f"- At the budget, **{best}** ends most accurate ({pct(accuracy[best])} %, mean over "
-        f"seeds) and **{worst}** least ({pct(accuracy[worst])} %); one test accuracy here has a "
-        f"standard error of about {se:.1f} points, so gaps below about {2 * se:.1f} points are "
-        f"ties.\n"
+        f"seeds) and **{worst}** least ({pct(accuracy[worst])} %). One test accuracy here has a "
+        f"standard error of about {100 * se:.1f} points; {verdict}.\n"
         f"- Right after each removal, before fine-tuning, **{gentlest}** does the least damage "
         f"(mean accuracy {pct(damage[gentlest])} % over rounds, against "
         + ", ".join(f"{c} {pct(v)} %" for c, v in damage.items() if c != gentlest)
