@@ -91,8 +91,8 @@ def independent_taylor(
                     (z[m] * grads[m][j][m]).sum((1, 2)) / (height * width) for m in range(n)
                 ]
                 per_filter = torch.stack(per_image).abs().mean(0)
-            else:  # |1/(N HW) sum_{m,hw} z * dC/dz|, C the mean loss
-                per_filter = (z * grads[0][j]).sum((0, 2, 3)).abs() / (n * height * width)
+            else:  # |1/N sum_m 1/(HW) sum_hw z_m * dC_m/dz_m| = |1/(HW) sum z * dC/dz|
+                per_filter = (z * grads[0][j]).sum((0, 2, 3)).abs() / (height * width)
             totals[i] = totals.get(i, 0) + per_filter
     return totals
 
@@ -126,7 +126,7 @@ def plain_convnet() -> nn.Sequential:
     """Bias-free convolutions, each followed directly by a ReLU: here the criterion on the
     feature map equals |sum w * dL/dw| over the filter (Euler's theorem: the map is
     positively homogeneous in the filter's weights), which is torch-pruning's Taylor
-    importance with ``multivariable=True``, up to the constant factor N * H * W. That
+    importance with ``multivariable=True``, up to the constant factor H * W. That
     importance takes the magnitude of the whole batch's sum: it is the ``taylor-batch``
     variant, not the paper's per-image magnitude."""
     torch.manual_seed(1)
@@ -163,7 +163,7 @@ def test_taylor_ranks_like_torch_pruning_group_taylor_importance():
         # sums: their error is absolute, of the order of the largest score, not relative to a
         # score that nearly cancels; kernels differ between CPUs (AVX2, AVX-512)
         tol = 1e-5 * float(theirs.abs().max())
-        torch.testing.assert_close(ours[name] * len(x) * sizes[name], theirs, rtol=1e-4, atol=tol)
+        torch.testing.assert_close(ours[name] * sizes[name], theirs, rtol=1e-4, atol=tol)
         # the same ranking, up to scores closer than that tolerance
         ranked = theirs[ours[name].argsort()]
         assert bool((ranked.diff() >= -tol).all()), name

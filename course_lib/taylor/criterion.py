@@ -95,9 +95,12 @@ def taylor_per_batch(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tens
 
 
 def taylor_batch_mean_per_batch(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """The ``taylor-batch`` variant: ``|mean over (n, h, w) of z * dC/dz|``, the magnitude
-    taken after the batch mean (contributions of opposite sign cancel)."""
-    return (activation * grad).float().mean(dim=(0, 2, 3)).abs()
+    """The ``taylor-batch`` variant: ``|1/N sum_n mean over (h, w) of z * dC_n/dz|``, the
+    magnitude taken after the batch mean (contributions of opposite sign cancel). With
+    ``grad`` that of the batch's mean loss, the same bookkeeping as
+    :func:`taylor_per_batch`: the sum over the batch, then the magnitude. Never above
+    :func:`taylor_per_batch` (the triangle inequality); equal for a batch of one image."""
+    return (activation * grad).float().mean(dim=(2, 3)).sum(dim=0).abs()
 
 
 def taylor_scores(

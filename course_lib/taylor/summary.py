@@ -230,11 +230,13 @@ def conclusion(m: dict) -> Markdown:
     best, worst = max(accuracy, key=accuracy.get), min(accuracy, key=accuracy.get)
     gentlest = max(damage, key=damage.get)
     se = binomial_se(m["unpruned_test_accuracy"], m["test_images"])
-    tied = [c for c in accuracy if c != best and accuracy[best] - accuracy[c] < 2 * se]
+    # two standard errors of a difference of two accuracies, each with standard error se
+    tied = [c for c in accuracy if c != best and accuracy[best] - accuracy[c] < 2 * se * 2**0.5]
     verdict = (
-        f"within two standard errors of it, so not distinguishable here: {', '.join(tied)}"
+        "within two standard errors of the difference, so not distinguishable here: "
+        + ", ".join(tied)
         if tied
-        else "every other criterion ends more than two standard errors below it"
+        else "every other criterion ends more than two standard errors of the difference below"
     )
     return Markdown(
         f"- At the budget, **{best}** ends most accurate ({pct(accuracy[best])} %, mean over "
