@@ -208,18 +208,40 @@ def added_code(run: NotebookNode, source: NotebookNode) -> set[int] | None:
     return added if expected is None else None
 
 
-def _with_outputs(source: NotebookNode, run: NotebookNode, added: set[int]) -> NotebookNode:
+def _code_cells(run: NotebookNode) -> list[NotebookNode]:
+    return [c for c in run.cells if c.cell_type == "code" and not _is_injected(c)]
+
+
+QUICK_OUTPUT_NOTE = (
+    "*The output below comes from this build's quick-profile run: the cell was added to the "
+    "chapter after the saved full run.*"
+)
+
+
+def _with_outputs(
+    source: NotebookNode,
+    run: NotebookNode,
+    added: set[int],
+    quick: NotebookNode | None = None,
+) -> NotebookNode:
     """``source``'s cells (current text) with the outputs of ``run``, which executed the
-    same code but for the code cells at positions ``added`` (shown without outputs);
+    same code but for the code cells at positions ``added``: those show the outputs of
+    ``quick`` (a quick-profile run of ``source``'s code) under a note saying so, or none;
     papermill's injected-parameters cell is kept after the parameters cell."""
     merged = copy.deepcopy(source)
-    executed = [c for c in run.cells if c.cell_type == "code" and not _is_injected(c)]
     injected = [c for c in run.cells if _is_injected(c)]
-    cells, done, position = [], iter(executed), 0
+    quick_cells = _code_cells(quick) if quick is not None else None
+    cells, done, position = [], iter(_code_cells(run)), 0
     for cell in merged.cells:
         if cell.cell_type == "code":
+            twin = quick_cells[position] if position in added and quick_cells else None
             if position not in added:
                 twin = next(done)
+            elif twin is not None:
+                note = nbformat.v4.new_markdown_cell(QUICK_OUTPUT_NOTE)
+                note.metadata["tags"] = ["course-quick-output"]
+                cells.append(note)
+            if twin is not None:
                 cell.outputs, cell.execution_count = twin.outputs, twin.execution_count
             position += 1
         cells.append(cell)
@@ -238,7 +260,9 @@ def _admonition(kind: str, title: str, text: str) -> NotebookNode:
     )
 
 
-def _label(run: NotebookNode, notebook: Path, stale: bool, added: int = 0) -> NotebookNode:
+def _label(
+    run: NotebookNode, notebook: Path, stale: bool, added: int = 0, with_quick: bool = False
+) -> NotebookNode:
     rerun = f"`course run notebooks/{notebook.name} --profile full`"
     papermill = run.metadata.get("papermill", {})
     if run_profile(run) != "full":
@@ -260,13 +284,18 @@ def _label(run: NotebookNode, notebook: Path, stale: bool, added: int = 0) -> No
             f"has changed since, so the text and the outputs below belong to that older "
             f"version. {rerun} refreshes it.",
         )
-    since = (
-        f" Code cells added to the chapter since that run ({added}) are shown without "
-        "outputs: run the notebook to see them (the course's tests execute every one, its "
-        "asserts included)."
-        if added
-        else ""
-    )
+    since = ""
+    if added and with_quick:
+        since = (
+            f" Code cells added to the chapter since that run ({added}) show the outputs of "
+            "this build's quick-profile run, each under a note saying so."
+        )
+    elif added:
+        since = (
+            f" Code cells added to the chapter since that run ({added}) are shown without "
+            "outputs: run the notebook to see them (the course's tests execute every one, its "
+            "asserts included)."
+        )
     return _admonition(
         "note",
         "Full-profile run",
@@ -275,20 +304,24 @@ def _label(run: NotebookNode, notebook: Path, stale: bool, added: int = 0) -> No
     )
 
 
-def page(notebook: Path, executed: Path) -> NotebookNode:
+def page(notebook: Path, executed: Path, quick: Path | None = None) -> NotebookNode:
     """The notebook the book shows for chapter ``notebook``: the executed notebook
     ``executed`` (a full- or quick-profile papermill run), with the current text of
     ``notebook`` when both ran the same code or the notebook only added code cells (shown
-    without outputs), trimmed (:func:`trim`), and a label right under the title saying which
-    run it is."""
+    with their outputs in ``quick``, a quick-profile run of the current code, if given and
+    it is one; else without), trimmed (:func:`trim`), and a label right under the title
+    saying which run it is."""
     source = nbformat.read(notebook, as_version=4)
     run = nbformat.read(executed, as_version=4)
     if run_profile(run) is None:
         raise ValueError(f"{executed} is not a papermill execution of {Path(notebook).name}")
     added = added_code(run, source)
     stale = added is None
-    shown = trim(run if stale else _with_outputs(source, run, added))
-    label = _label(run, Path(notebook), stale, len(added or ()))
+    fills = None
+    if added and quick is not None and ran_code_of(quick, notebook, "quick"):
+        fills = nbformat.read(quick, as_version=4)
+    shown = trim(run if stale else _with_outputs(source, run, added, fills))
+    label = _label(run, Path(notebook), stale, len(added or ()), fills is not None)
     first = shown.cells[0] if shown.cells else None
     if first is None or first.cell_type != "markdown" or not first.source.startswith("# "):
         shown.cells.insert(0, label)

@@ -80,6 +80,12 @@ def quick_run_for_book(notebook: Path, reuse: Path | None) -> Path:
     return run_notebook(notebook, "quick", seed=0)
 
 
+def _read(executed: Path, notebook: Path) -> tuple:
+    import nbformat
+
+    return nbformat.read(executed, as_version=4), nbformat.read(notebook, as_version=4)
+
+
 def build_book(
     full_runs: Path | None = None,
     quick_runs: Path | None = None,
@@ -88,14 +94,19 @@ def build_book(
 ) -> Path:
     """The book readers get: each chapter from its saved full run in ``full_runs``
     (default ``results/executed/``), else from a quick run (reused from ``quick_runs`` when
-    it ran the same code, else executed now), built into ``<output>/_build/html``.
+    it ran the same code, else executed now; code cells added since a saved full run show
+    a quick run's outputs), built into ``<output>/_build/html``.
     Returns that folder."""
     pages = {}
     for notebook in book.toc_notebooks():
         saved = book.full_run(notebook, full_runs)
         executed = saved or quick_run_for_book(notebook, quick_runs)
         print(f"{notebook.name}: {'full' if saved else 'quick'}-profile run {executed}")
-        pages[notebook] = book.page(notebook, executed)
+        quick = None
+        if saved is not None and book.added_code(*_read(saved, notebook)):
+            # cells added since the saved run get their outputs from a quick run
+            quick = quick_run_for_book(notebook, quick_runs)
+        pages[notebook] = book.page(notebook, executed, quick)
     staging = book.assemble(pages, Path(output) / book.STAGING)
     return book.build(staging, output, quiet=quiet)
 
