@@ -668,3 +668,137 @@ def test_full_profile_is_estimated_within_90_minutes():
     assert total_minutes(quick.estimate_min) < total_minutes(full.estimate_min) / 10
     assert full.search_seeds == (0, 1), "at least two search seeds per beta (stability)"
     assert set(full.multicore_widths) == {"paper", "course"} and full.multicore_batches == (1, 16)
+
+
+# --- what counts as a difference (ties within uncertainty, undecided choices) ---------------
+
+
+def _search(arch: nas.Architecture, op_p: float, sync_p: float, seed: int = 0) -> dict:
+    """A search record whose every choice was won with ``op_p`` (ops) and ``sync_p`` (syncs)."""
+    paths = len(arch.ops[0])
+    return {
+        "seed": seed,
+        "structure": arch.describe(),
+        "architecture": arch.as_dict(),
+        "op_probs": [[[op_p, 1 - op_p]] * paths] * len(arch.ops),
+        "sync_probs": [[sync_p, 1 - sync_p]] * len(arch.ops),
+        "decision_margin": min(op_p, sync_p),
+    }
+
+
+def test_accuracy_and_latency_differences_need_to_exceed_their_uncertainty():
+    # binomial: sqrt(0.75 * 0.25 / 10,000) = 0.43 points per accuracy
+    assert summary.accuracy_se(0.75, 10_000) == pytest.approx(0.00433, abs=1e-5)
+    assert summary.accuracy_se(0.75, 10_000, [0.74, 0.76]) == pytest.approx(0.01)  # seeds wider
+    se = summary.accuracy_se(0.757, 10_000)
+    assert summary.accuracy_sign((0.7574, se), (0.7559, se)) == 0  # 0.15 points: a tie
+    assert summary.accuracy_sign((0.7574, se), (0.7317, se)) == 1
+    assert summary.accuracy_sign((0.7317, se), (0.7574, se)) == -1
+    slow, fast = _latency(1.0), _latency(0.8)  # intervals 0.9-1.1 and 0.72-0.88: apart
+    assert summary.latency_sign(slow, fast) == 1 and summary.latency_sign(fast, slow) == -1
+    assert summary.latency_sign(_latency(1.0), _latency(0.95)) == 0  # intervals overlap
+    narrow = {"median_ms": 1.03, "low_ms": 1.029, "high_ms": 1.031}
+    assert (
+        summary.latency_sign(narrow, {**narrow, "median_ms": 1.0, "high_ms": 1.001}) == 0
+    )  # < 5 %
+    assert summary.latency_sign({"median_ms": 2.0, "low_ms": None}, _latency(1.0)) == 0
+
+
+def test_fig7_reports_ties_within_noise_instead_of_a_point_ordering():
+    m = summary.normalize(_metrics())
+    m["protocol"]["test_images"] = 10_000
+    m["sync_configs"] = {
+        name: {**_assessment(acc, ms, "from_scratch"), "accuracies": [acc, acc]}
+        for name, acc, ms in (
+            ("none", 0.7317, 0.65),
+            ("first two", 0.7559, 0.68),
+            ("last two", 0.7463, 0.75),
+            ("all", 0.7574, 0.79),
+        )
+    }
+    table = summary.fig7_orderings(m).data
+    accuracy = next(line for line in table.splitlines() if line.startswith("| accuracy"))
+    assert "all ≈ first two" in accuracy and "all > none" in accuracy
+    assert accuracy.endswith("| partly: 3 of 5 pairs |"), accuracy
+    assert "| yes |" not in accuracy
+    m["sync_configs"]["none"]["latency_ms"]["onnx"]["low_ms"] = None  # saved without intervals
+    onnx = next(line for line in summary.fig7_orderings(m).data.splitlines() if "| ONNX" in line)
+    assert onnx.endswith(f"| - | {summary.UNTESTED} |"), onnx
+
+
+def test_fig8_counts_betas_that_derive_the_same_network_as_one_step():
+    m = summary.normalize(_metrics())
+    small = nas.Architecture.uniform(nas.SearchSpace(), ("conv3x3", "conv3x3"))
+    big = nas.Architecture.uniform(nas.SearchSpace(), ("conv5x5", "conv5x5"))
+    sweep = []
+    for beta, arch, acc, ms, macs in (
+        (0.01, big, 0.80, 2.0, 3000),
+        (0.1, small, 0.70, 1.0, 1000),
+        (1.0, small, 0.71, 1.0, 1000),
+    ):
+        e = {**_assessment(acc, ms), "beta": beta, "macs": macs}
+        e["searches"] = [_search(arch, 0.9, 0.9)]
+        e["warm_start"] = [{**e, "searches": None}]
+        sweep.append(e)
+    m["beta_sweep"] = sweep
+    text = summary.fig8_orderings(m).data
+    assert "one point (beta = 0.1 and 1): 1 step" in text
+    assert "| accuracy | falls as beta grows | 0.01 > {0.1, 1} | yes |" in text
+    m["beta_sweep"][0]["warm_start"][0]["accuracy_mean"] = 0.712  # within noise of 0.70-0.71
+    assert "| 0 of 1 steps, 1 tie |" in summary.fig8_orderings(m).data
+
+
+def test_deploy_choice_takes_the_cheapest_network_within_noise_and_budget():
+    m = summary.normalize(_metrics())
+    m["protocol"].update(val_images=5000, deploy_macs=2500)
+    sweep = []
+    for beta, val, macs in ((0.001, 0.806, 3300), (0.01, 0.798, 1900), (0.1, 0.774, 1700)):
+        w = {**_assessment(val, 1.0), "val_accuracy_mean": val, "macs": macs}
+        sweep.append({**w, "beta": beta, "searches": [{"seed": 0}], "warm_start": [w]})
+    m["beta_sweep"] = sweep
+    choice = summary.deploy_choice(m)
+    assert (choice["beta"], choice["fits"], choice["within_noise"]) == (0.01, 2, 1)
+    # without a binding budget, 0.001 leads 0.01 by 0.8 points, within two standard errors
+    # (1.6 points on 5,000 images): the cheaper 0.01 is still the one to deploy
+    assert summary.deploy_choice(m, budget_macs=10_000)["beta"] == 0.01
+    assert summary.deploy_choice(m, budget_macs=100)["over_budget"]
+    m["best_network"] = {**m["best_network"], "beta": 0.001, "search_seed": 0}
+    text = summary.best_text(m).data
+    assert "Network to deploy" in text and "beta = 0.01" in text and "2,500 MACs" in text
+    assert "the cheapest of them is deployed" in text and "saved before this rule" in text
+
+
+def test_undecided_choices_are_marked_and_not_counted_as_changes():
+    space = nas.SearchSpace()
+    arch = nas.Architecture.uniform(space, ("conv3x3", "conv5x5"))
+    flipped = nas.Architecture(arch.ops, (True,) + arch.syncs[1:])
+    decided, coin = _search(arch, 0.9, 0.9), _search(flipped, 0.9, 0.52, seed=1)
+    assert summary.differences(decided, coin) == (0, 1)
+    assert summary.differences(decided, _search(flipped, 0.9, 0.9)) == (1, 1)
+    assert summary.marked_structure(coin)[0] == f"3x3 - 5x5, sync{summary.UNDECIDED}"
+    m = summary.normalize(_metrics())
+    for e in m["beta_sweep"]:
+        e["searches"] = [decided, coin]
+    m["latency_cost_sweep"] = [
+        {**coin, "beta": 1.0, "same_as_flops_model": False},
+        {**_search(flipped, 0.9, 0.9), "beta": 0.1, "same_as_flops_model": False},
+    ]
+    table = summary.structures_table(m).data
+    assert f"all undecided {summary.UNDECIDED}" in table and "Undecided:" in table
+    sweep = summary.latency_sweep_table(m).data
+    assert "1 of 2 derived structures change by a decided choice; 1 more" in sweep
+
+
+def test_sync_points_without_a_measurable_cost_say_so():
+    free = {"syncs": 0, "latency_ms": {"path-parallel": _latency(1.0), "sequential": _latency(1.0)}}
+    synced = {
+        "syncs": 4,
+        "latency_ms": {"path-parallel": _latency(1.5), "sequential": _latency(0.999)},
+    }
+    text = summary._per_sync_text(free, synced)
+    assert "adds 125 µs to the forked run" in text
+    assert "no measurable cost in the sequential one" in text and "-" not in text.split("(")[0]
+    synced["latency_ms"]["path-parallel"] = _latency(1.01)  # positive, inside the intervals
+    assert summary._per_sync_text(free, synced).startswith(
+        "each sync point has no measurable cost in either run"
+    )

@@ -24,7 +24,7 @@ from .multicore import parallel_table, sync_cost
 from .search import search
 from .settings import PAPER_ARCH_LR, NasSettings, nas_settings
 from .space import Architecture
-from .summary import headline, margin
+from .summary import deploy_choice, headline, margin
 from .supernet import SuperNet
 
 NOTEBOOK = "notebooks/04_nas.ipynb"
@@ -94,6 +94,9 @@ class ChapterRun:
             "train_images": "all"
             if s.data.train_per_class is None
             else 10 * s.data.train_per_class,
+            "val_images": _images(s.data.val_per_class, 5000),
+            "test_images": _images(s.data.test_per_class, 10000),
+            "deploy_macs": s.deploy_macs,
             "latency": f"batch 1, {s.latency_rounds} interleaved rounds, median and 95 % interval",
             "estimate_min": s.estimate_min,
         }
@@ -291,20 +294,15 @@ class ChapterRun:
 
     @chapter.section("best network")
     def best_network(self) -> dict:
-        """The derived network of best validation accuracy in the sweep, trained longer
-        from its search's weights."""
+        """The network to deploy, trained longer from its search's weights: within the MAC
+        budget ``deploy_macs``, the cheapest of the derived networks whose validation accuracy
+        is within noise of the best one's (:func:`.summary.deploy_choice`)."""
         s = self.settings
         self._require("beta_sweep", "beta_searches")
         if "warm_start" not in self.metrics["beta_sweep"][0]:
             raise RuntimeError("run ChapterRun.beta_retraining() before best_network()")
-        beta, index = max(
-            (
-                (e["beta"], i)
-                for e in self.metrics["beta_sweep"]
-                for i in range(len(e["warm_start"]))
-            ),
-            key=lambda bi: self._warm(*bi)["val_accuracy_mean"],
-        )
+        choice = deploy_choice(self.metrics, s.deploy_macs)
+        beta, index = choice["beta"], choice["index"]
         self.best = self.searches[beta][index]
         a = assess(
             self.space,
@@ -327,9 +325,6 @@ class ChapterRun:
             best_network=best, retrain="warm_start", best_test_accuracy=a.accuracy_mean
         )
         return best
-
-    def _warm(self, beta: float, index: int) -> dict:
-        return next(e for e in self.metrics["beta_sweep"] if e["beta"] == beta)["warm_start"][index]
 
     # --- multicore ----------------------------------------------------------------------
 
@@ -384,6 +379,11 @@ class ChapterRun:
         """Add the headline numbers and the section times; ``results/nas.json`` in the full
         profile, nothing in the quick one."""
         return self.run.finish(headline(self.metrics))
+
+
+def _images(per_class: int | None, split_size: int) -> int:
+    """Images in a split drawn ``per_class`` per class (``None``: all ``split_size``)."""
+    return split_size if per_class is None else 10 * per_class
 
 
 def _search_record(r: SearchResult) -> dict:

@@ -23,6 +23,15 @@ ARCH_LR = 1.0  # ours: a search of a few hundred steps needs 10x the paper's rat
 PAPER_WIDTHS = (8, 16, 32, 64)  # Table 1
 COURSE_WIDTHS = (24, 48, 96, 192)  # the full profile's space
 
+DECIDED = 0.6
+"""A search's choice counts as a decision only if its winning probability (softmax of the
+decision variables at the end of the search) is at least this; below it (0.5 is a coin toss
+between two choices) the tables mark it and no comparison counts it as a difference."""
+
+SPEEDUP_MIN = 1.05
+"""The smallest gain (5 %) that the summaries call faster or slower, and then only where
+the latencies' 95 % intervals are apart."""
+
 
 @dataclass(frozen=True)
 class NasSettings:
@@ -33,10 +42,12 @@ class NasSettings:
     ``retrain``: the second training of every fixed network (experiment 1, from scratch,
     once per ``seeds``) and of every derived one (from its search's weights, and from
     scratch for comparison), on ``data``. ``final``: the longer warm-started training of
-    the best derived network (chosen on the validation split).
+    the network to deploy (:func:`course_lib.nas.summary.deploy_choice`: within
+    ``deploy_macs``, the cheapest of those within noise of the best validation accuracy).
     ``lr_check_*``: the paper-vs-ours learning-rate comparison. ``latency_rounds``: rounds
-    of :func:`course_lib.measure.compare` per network. ``multicore_*``: the widths, batch
-    sizes and rounds of the path-parallelism measurements. ``estimate_min``: expected
+    of :func:`course_lib.measure.compare` per network. ``deploy_macs``: the budget (MACs per
+    image) of the network the chapter deploys. ``multicore_*``: the widths, batch sizes and
+    rounds of the path-parallelism measurements. ``estimate_min``: expected
     minutes per section of the notebook on the course's 2-core CPU.
     """
 
@@ -53,6 +64,7 @@ class NasSettings:
     lr_check_epochs: int
     lr_check_beta: float
     latency_rounds: int
+    deploy_macs: int
     multicore_widths: dict[str, tuple[int, ...]]
     multicore_batches: tuple[int, ...]
     multicore_rounds: int
@@ -101,6 +113,7 @@ NAS = {
         lr_check_epochs=1,
         lr_check_beta=0.1,
         latency_rounds=3,
+        deploy_macs=3_200_000,  # half the largest network's 6.4 M MACs, as in the full profile
         multicore_widths={"paper": PAPER_WIDTHS},
         multicore_batches=(1, 16),
         multicore_rounds=3,
@@ -122,6 +135,9 @@ NAS = {
         lr_check_epochs=2,
         lr_check_beta=0.1,
         latency_rounds=30,
+        # Half the MACs of the space's largest network (every op 5x5, every sync point:
+        # 50.0 M at the course's widths): a budget for a small embedded CPU.
+        deploy_macs=25_000_000,
         multicore_widths=MULTICORE_WIDTHS,
         multicore_batches=(1, 16),
         multicore_rounds=20,

@@ -11,13 +11,18 @@ through :mod:`course_lib.formatting`).
 
 from __future__ import annotations
 
+import json
+import math
+import statistics
+
 import numpy as np
 from IPython.display import Markdown
 
 from .. import legacy, measure
-from ..formatting import MEDIANS_ONLY, latency_text, latency_us_text, pct, ratio_text
+from ..formatting import MEDIANS_ONLY, fmt, latency_text, latency_us_text, pct, ratio_text
 from ..report import markdown_table
 from .multicore import find
+from .settings import DECIDED, SPEEDUP_MIN, nas_settings
 from .space import SearchSpace, make_op
 
 #: What the course asks of the chapter (issue tracker; the paper's headline is 84 %).
@@ -50,6 +55,121 @@ def epochs(n: int) -> str:
 
 def short(cells: list[str]) -> list[str]:
     return [c.replace("conv", "") for c in cells]
+
+
+# --- uncertainty: what counts as a difference ------------------------------------------------
+
+#: Beside a choice the search left undecided (winning probability below ``DECIDED``).
+UNDECIDED = "†"
+
+
+def undecided_note() -> str:
+    return (
+        f"{UNDECIDED} Undecided: the search ended with a winning probability below {DECIDED} for "
+        f"this choice (0.5 is a coin toss between two). Such choices are marked, and no "
+        f"comparison counts them as a difference or a structure change."
+    )
+
+
+def images(m: dict, split: str) -> int:
+    """How many images the run's ``split`` (``"val"`` or ``"test"``) held: the protocol's
+    record, or (results saved before it recorded them) the profile's settings."""
+    n = m.get("protocol", {}).get(f"{split}_images")
+    if n is not None:
+        return int(n)
+    try:
+        per_class = getattr(nas_settings(m.get("profile", "full")).data, f"{split}_per_class")
+    except ValueError:
+        per_class = None
+    return 10 * per_class if per_class else {"val": 5000, "test": 10000}[split]
+
+
+def accuracy_se(p: float, n: int, accuracies: list[float] | None = None) -> float:
+    """The standard error of an accuracy ``p`` (a fraction) on ``n`` images: the binomial
+    ``sqrt(p (1 - p) / n)``, or, where several seeds give ``accuracies``, their standard error
+    ``s / sqrt(k)`` if that is larger (two seeds can agree by chance)."""
+    se = math.sqrt(p * (1 - p) / n)
+    if accuracies is not None and len(accuracies) > 1:
+        se = max(se, statistics.stdev(accuracies) / math.sqrt(len(accuracies)))
+    return se
+
+
+def accuracy_sign(a: tuple[float, float], b: tuple[float, float]) -> int:
+    """``a`` and ``b`` are ``(accuracy, standard error)`` on the same test set: +1 when ``a``
+    is higher by more than two standard errors of the difference, -1 when lower, 0 a tie."""
+    diff, se = a[0] - b[0], math.hypot(a[1], b[1])
+    return 0 if abs(diff) <= 2 * se else (1 if diff > 0 else -1)
+
+
+def latency_sign(a: dict | None, b: dict | None) -> int:
+    """+1 when latency ``a`` (a saved ``Latency``, ms) is slower than ``b`` beyond noise: their
+    95 % intervals apart (so the ratio's interval, ``a.low / b.high`` to ``a.high / b.low``,
+    excludes 1) and the medians' ratio at least ``SPEEDUP_MIN``; -1 when faster; 0 a tie
+    (also when a latency has no interval)."""
+    if not a or not b or a.get("low_ms") is None or b.get("low_ms") is None:
+        return 0
+    if a["low_ms"] > b["high_ms"] and a["median_ms"] >= SPEEDUP_MIN * b["median_ms"]:
+        return 1
+    if b["low_ms"] > a["high_ms"] and b["median_ms"] >= SPEEDUP_MIN * a["median_ms"]:
+        return -1
+    return 0
+
+
+def _accuracies(e: dict) -> list[float]:
+    """The per-seed test accuracies behind an entry's mean (its warm starts' in the sweep)."""
+    if e.get("warm_start"):
+        return [w["accuracy_mean"] for w in e["warm_start"]]
+    return list(e.get("accuracies") or [e["accuracy_mean"]])
+
+
+def _decisions(s: dict) -> list[tuple[str, float | None]] | None:
+    """Every choice of one search, level by level (each path's op, then the sync point), with
+    its winning probability (``None`` where the search's probabilities were not saved)."""
+    arch = s.get("architecture")
+    if arch is None:
+        return None
+    op_probs, sync_probs = s.get("op_probs"), s.get("sync_probs")
+    out = []
+    for level, (ops, sync) in enumerate(zip(arch["ops"], arch["syncs"], strict=True)):
+        for path, op in enumerate(ops):
+            out.append((op, None if op_probs is None else max(op_probs[level][path])))
+        out.append(
+            ("sync" if sync else "no sync", None if sync_probs is None else max(sync_probs[level]))
+        )
+    return out
+
+
+def _undecided(p: float | None) -> bool:
+    return p is not None and p < DECIDED
+
+
+def marked_structure(s: dict) -> list[str]:
+    """A search's structure, one cell per level (``"3x3 - 5x5, sync"``), with ``UNDECIDED``
+    beside every choice whose winning probability is below ``DECIDED``."""
+    decisions = _decisions(s)
+    if decisions is None:
+        return short(s["structure"])
+    paths = len(s["architecture"]["ops"][0])
+    cells = []
+    for level in range(len(s["architecture"]["ops"])):
+        chunk = decisions[level * (paths + 1) : (level + 1) * (paths + 1)]
+        names = [
+            name.replace("conv", "") + (UNDECIDED if _undecided(p) else "") for name, p in chunk
+        ]
+        cells.append(" - ".join(names[:-1]) + ", " + names[-1])
+    return cells
+
+
+def differences(a: dict, b: dict) -> tuple[int, int]:
+    """``(decided, all)``: how many choices differ between searches ``a`` and ``b``, and how
+    many of those both searches decided (winning probability at least ``DECIDED``)."""
+    da, db = _decisions(a), _decisions(b)
+    if da is None or db is None:
+        same = a.get("architecture") == b.get("architecture") and a["structure"] == b["structure"]
+        return (0, 0) if same else (1, 1)
+    differ = [(pa, pb) for (va, pa), (vb, pb) in zip(da, db, strict=True) if va != vb]
+    decided = sum(not _undecided(pa) and not _undecided(pb) for pa, pb in differ)
+    return decided, len(differ)
 
 
 def source(m: dict) -> str:
@@ -207,35 +327,115 @@ def _order(values: dict[str, float]) -> list[str]:
     return sorted(values, key=values.get, reverse=True)
 
 
-def _ranks(m: dict) -> dict[str, dict[str, float]]:
+#: The paper's Fig. 7 as pairs ``(a, b)``: ``a`` is more accurate, and slower, than ``b``.
+FIG7_PAIRS = (
+    ("all", "first two"),
+    ("all", "last two"),
+    ("all", "none"),
+    ("first two", "none"),
+    ("last two", "none"),
+)
+
+
+FIG7_CLAIM = "all > first two, last two > none"
+
+#: The verdict where latencies were saved without intervals: nothing to test a step against.
+UNTESTED = "untested: medians only, no intervals"
+
+
+def _fig7_series(m: dict) -> dict[str, tuple[dict[str, float], object]]:
+    """Per quantity, the configurations' point values and a ``sign(a, b)`` comparing two
+    configurations beyond noise (+1: ``a`` higher)."""
     sc = m["sync_configs"]
-    out = {"accuracy": {k: v["accuracy_mean"] for k, v in sc.items()}}
+    n = images(m, "test")
+    se = {
+        k: (v["accuracy_mean"], accuracy_se(v["accuracy_mean"], n, _accuracies(v)))
+        for k, v in sc.items()
+    }
+    out = {
+        "accuracy": (
+            {k: v["accuracy_mean"] for k, v in sc.items()},
+            lambda a, b: accuracy_sign(se[a], se[b]),
+        )
+    }
     for key, label in (("onnx", "ONNX latency"), ("parallel", "path-parallel latency")):
-        values = {k: v["latency_ms"].get(key, {}).get("median_ms") for k, v in sc.items()}
-        if all(v is not None for v in values.values()):
-            out[label] = values
+        lat = {k: v["latency_ms"].get(key) for k, v in sc.items()}
+        if all(x and x.get("median_ms") is not None for x in lat.values()):
+            untested = any(x.get("low_ms") is None for x in lat.values())
+            out[label] = (
+                {k: x["median_ms"] for k, x in lat.items()},
+                None if untested else lambda a, b, lat=lat: latency_sign(lat[a], lat[b]),
+            )
     return out
 
 
 def fig7_orderings(m: dict) -> Markdown:
     """The paper's Fig. 7 claims (all syncs: most accurate and slowest; none: least
-    accurate and fastest; the others in between) against this run's orderings."""
+    accurate and fastest; the others in between), pair by pair, against this run: a pair
+    holds only where the difference exceeds its uncertainty (accuracies: two standard
+    errors of the difference; latencies: 95 % intervals apart and at least 5 % apart)."""
     rows = []
-    for label, values in _ranks(m).items():
-        order = _order(values)
-        hits = (order[0] == "all") + (order[-1] == "none")
-        verdict = {2: "yes", 1: "partly"}.get(hits, "no")
-        rows.append((label, "all > first two, last two > none", " > ".join(order), verdict))
-    return Markdown(
-        markdown_table(rows, ["ordered by", "paper (Fig. 7)", "ours", "reproduced"]).data
+    for label, (values, sign) in _fig7_series(m).items():
+        if sign is None:
+            rows.append((label, FIG7_CLAIM, " > ".join(_order(values)), "-", UNTESTED))
+            continue
+        pairs = [(a, b) for a, b in FIG7_PAIRS if a in values and b in values]
+        signs = {(a, b): sign(a, b) for a, b in pairs}
+        held = [f"{a} > {b}" for (a, b), v in signs.items() if v > 0]
+        ties = [f"{a} ≈ {b}" for (a, b), v in signs.items() if v == 0]
+        reversed_ = [f"{a} < {b}" for (a, b), v in signs.items() if v < 0]
+        if len(held) == len(pairs):
+            verdict = "yes"
+        elif held:
+            verdict = f"partly: {len(held)} of {len(pairs)} pairs"
+        else:
+            verdict = f"no: 0 of {len(pairs)} pairs"
+        beyond = "; ".join(
+            part
+            for part in (
+                ", ".join(held),
+                ("ties: " + ", ".join(ties)) if ties else "",
+                ("reversed: " + ", ".join(reversed_)) if reversed_ else "",
+            )
+            if part
+        )
+        rows.append((label, FIG7_CLAIM, " > ".join(_order(values)), beyond, verdict))
+    note = (
+        f"*Point values order the third column; the fourth keeps only differences beyond noise: "
+        f"accuracies two standard errors of the difference apart ({images(m, 'test'):,} test "
+        f"images, binomial, or the seeds' spread if larger), latencies with their 95 % intervals "
+        f"apart and at least {100 * (SPEEDUP_MIN - 1):.0f} % apart. ≈ is a tie.*"
     )
+    table = markdown_table(
+        rows, ["ordered by", "paper (Fig. 7)", "ours (point values)", "beyond noise", "reproduced"]
+    )
+    return Markdown(note + "\n\n" + table.data)
 
 
 # --- experiment 2 ---------------------------------------------------------------------------
 
 
+def _agreement_text(e: dict) -> str | None:
+    """Whether an entry's search seeds derive the same network, counting only decided
+    choices as differences."""
+    searches = e.get("searches", [])
+    if len(searches) < 2:
+        return None
+    counts = [differences(searches[0], other) for other in searches[1:]]
+    decided, total = max(c[0] for c in counts), max(c[1] for c in counts)
+    decisions = len(_decisions(searches[0]) or []) or e.get("agreement", {}).get("decisions")
+    if total == 0:
+        return "same network"
+    if decided == 0:
+        return f"same decisions: {total} of {decisions} choices differ, all undecided {UNDECIDED}"
+    return f"{decided} of {decisions} decided choices differ" + (
+        f" (and {total - decided} undecided {UNDECIDED})" if total > decided else ""
+    )
+
+
 def structures_table(m: dict, key: str = "beta_sweep") -> Markdown:
-    """Derived structures per beta and search seed (ours), beside the paper's Table 2."""
+    """Derived structures per beta and search seed (ours), beside the paper's Table 2, with
+    every undecided choice marked."""
     rows = []
     for e in m[key]:
         searches = e.get("searches", [e])
@@ -247,23 +447,21 @@ def structures_table(m: dict, key: str = "beta_sweep") -> Markdown:
                 (
                     f"{e['beta']:g}",
                     f"ours, seed {s.get('seed', '-')}",
-                    *short(s["structure"]),
+                    *marked_structure(s),
                     "-" if weakest is None else f"{weakest:.2f}",
                 )
             )
-        agreement = e.get("agreement")
-        if agreement and len(searches) > 1:
-            verdict = (
-                "same network"
-                if agreement["same"]
-                else f"{agreement['differing']} of {agreement['decisions']} decisions differ"
-            )
-            rows.append(("", "seeds agree?", verdict, "", "", "", ""))
+        verdict = _agreement_text(e)
+        if verdict is not None:
+            levels = len(e["structure"])
+            rows.append(("", "seeds agree?", verdict, *[""] * levels))
         if e["beta"] in PAPER_TABLE2:
             rows.append(("", "paper", *PAPER_TABLE2[e["beta"]], ""))
     levels = len(m[key][0]["structure"]) if m[key] else 4
     headers = ["beta", "", *[f"level {i + 1}" for i in range(levels)], "weakest decision (max P)"]
-    return Markdown(caption(m) + "\n\n" + markdown_table(rows, headers).data)
+    return Markdown(
+        caption(m) + "\n\n" + markdown_table(rows, headers).data + "\n\n" + undecided_note()
+    )
 
 
 def stability_text(m: dict) -> Markdown:
@@ -272,17 +470,20 @@ def stability_text(m: dict) -> Markdown:
     if not multi:
         return Markdown(f"*{source(m).capitalize()} has one search per beta: no stability check.*")
     same = [f"{e['beta']:g}" for e in multi if e["agreement"]["same"]]
-    differ = [
-        f"{e['beta']:g} ({e['agreement']['differing']} of {e['agreement']['decisions']})"
-        for e in multi
-        if not e["agreement"]["same"]
-    ]
+    differ = []
+    for e in (e for e in multi if not e["agreement"]["same"]):
+        decided = max(differences(e["searches"][0], o)[0] for o in e["searches"][1:])
+        differ.append(
+            f"{e['beta']:g} ({e['agreement']['differing']} of {e['agreement']['decisions']} "
+            f"choices differ, {decided or 'none'} of them decided)"
+        )
     weakest = min((s["decision_margin"], e["beta"]) for e in multi for s in e["searches"])
     text = (
         f"With {len(multi[0]['searches'])} search seeds per beta ({source(m)}): the seeds derive the same network "
-        f"at beta = {', '.join(same) or 'none'}; they disagree at {', '.join(differ) or 'none'} "
-        f"(decisions that differ, of all). The least decided choice of any search has a winning "
-        f"probability of {weakest[0]:.2f} (beta = {weakest[1]:g}); 0.5 would be a coin toss."
+        f"at beta = {', '.join(same) or 'none'}; they disagree at {', '.join(differ) or 'none'}. "
+        f"A choice counts as decided where its winning probability is at least {DECIDED}. The "
+        f"least decided choice of any search has a winning probability of {weakest[0]:.2f} "
+        f"(beta = {weakest[1]:g}); 0.5 would be a coin toss."
     )
     return Markdown(text)
 
@@ -329,48 +530,122 @@ def warm_start_text(m: dict) -> Markdown:
         return Markdown(
             f"*{source(m).capitalize()} retrained every derived network from scratch only.*"
         )
-    better = sum(w > s for _, w, s in pairs)
+    test = images(m, "test")
+    signs = [
+        accuracy_sign((w, accuracy_se(w, test)), (s, accuracy_se(s, test))) for _, w, s in pairs
+    ]
     gain = _mean([w - s for _, w, s in pairs])
     n = m["protocol"]["retrain_epochs"]
+    ties, worse = signs.count(0), signs.count(-1)
     return Markdown(
         f"Same network, same {epochs(n)} of second training ({source(m)}): starting from the search's "
-        f"weights beat starting from scratch for {better} of {len(pairs)} values of beta, by "
-        f"{100 * gain:+.2f} points on average."
+        f"weights beat starting from scratch by more than two standard errors of the difference "
+        f"({test:,} test images) for {signs.count(1)} of {len(pairs)} values of beta"
+        + (f" (ties: {ties}, worse: {worse})" if ties or worse else "")
+        + f", by {100 * gain:+.2f} points on average."
     )
+
+
+def _network_key(e: dict) -> str:
+    """What an entry of the sweep derived: the set of its searches' architectures."""
+    archs = {
+        json.dumps(s.get("architecture", s["structure"]), sort_keys=True)
+        for s in e.get("searches", [e])
+    }
+    return json.dumps(sorted(archs))
+
+
+def same_network_groups(sweep: list[dict]) -> list[list[dict]]:
+    """The sweep in order of beta, neighbours that derived the same network(s) merged into
+    one group: one network is one point of Fig. 8, however many betas derived it."""
+    groups: list[list[dict]] = []
+    for e in sorted(sweep, key=lambda e: e["beta"]):
+        if groups and _network_key(groups[-1][-1]) == _network_key(e):
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    return groups
+
+
+def _group_latency(group: list[dict], key: str) -> dict | None:
+    """One network measured once per beta that derived it: the mean of the medians, and the
+    union of the intervals."""
+    lats = [e["latency_ms"].get(key) for e in group]
+    if any(not x or x.get("median_ms") is None for x in lats):
+        return None
+    out = {"median_ms": _mean([x["median_ms"] for x in lats]), "low_ms": None, "high_ms": None}
+    if all(x.get("low_ms") is not None for x in lats):
+        out["low_ms"] = min(x["low_ms"] for x in lats)
+        out["high_ms"] = max(x["high_ms"] for x in lats)
+    return out
+
+
+def _betas(group: list[dict]) -> str:
+    names = [f"{e['beta']:g}" for e in group]
+    return names[0] if len(names) == 1 else "{" + ", ".join(names) + "}"
 
 
 def fig8_orderings(m: dict) -> Markdown:
-    """The paper's Fig. 8 claims (larger beta: cheaper, faster, less accurate) against
-    this run's orderings over beta."""
-    sweep = sorted(m["beta_sweep"], key=lambda e: e["beta"])
+    """The paper's Fig. 8 claims (larger beta: cheaper, faster, less accurate) against this
+    run, step by step over beta. Betas that derived the same network are one point; a step
+    counts only where the difference exceeds its uncertainty (as :func:`fig7_orderings`;
+    MACs are exact counts)."""
+    groups = same_network_groups(m["beta_sweep"])
+    n = images(m, "test")
+    acc = []
+    for g in groups:
+        values = [a for e in g for a in _accuracies(e)]
+        p = _mean(values)
+        acc.append((p, accuracy_se(p, n, values)))
     series = {
-        "accuracy": [e["accuracy_mean"] for e in sweep],
-        "MACs": [e["macs"] for e in sweep],
-        "ONNX latency": [e["latency_ms"].get("onnx", {}).get("median_ms") for e in sweep],
-        "path-parallel latency": [
-            e["latency_ms"].get("parallel", {}).get("median_ms") for e in sweep
-        ],
+        "accuracy": ([a[0] for a in acc], lambda i, j: accuracy_sign(acc[i], acc[j])),
+        "MACs": (
+            [g[0]["macs"] for g in groups],
+            lambda i, j: int(np.sign(groups[i][0]["macs"] - groups[j][0]["macs"])),
+        ),
     }
-    betas = [e["beta"] for e in sweep]
-    rows = []
-    for name, values in series.items():
-        if any(v is None for v in values):
-            continue
-        steps = sum(a >= b for a, b in zip(values, values[1:], strict=False))
-        order = sorted(zip(betas, values, strict=True), key=lambda bv: bv[1], reverse=True)
-        rows.append(
-            (
-                name,
-                "falls as beta grows",
-                " > ".join(f"{b:g}" for b, _ in order),
-                "yes" if steps == len(values) - 1 else f"{steps} of {len(values) - 1} steps",
+    for key, label in (("onnx", "ONNX latency"), ("parallel", "path-parallel latency")):
+        lat = [_group_latency(g, key) for g in groups]
+        if all(x is not None for x in lat):
+            untested = any(x["low_ms"] is None for x in lat)
+            series[label] = (
+                [x["median_ms"] for x in lat],
+                None if untested else lambda i, j, lat=lat: latency_sign(lat[i], lat[j]),
             )
-        )
-    return Markdown(
-        markdown_table(
-            rows, ["", "paper (Fig. 8)", "ours: betas by this value, largest first", "reproduced"]
-        ).data
+    steps = len(groups) - 1
+    rows = []
+    for name, (values, sign) in series.items():
+        order = sorted(range(len(groups)), key=lambda i: values[i], reverse=True)
+        ranking = " > ".join(_betas(groups[i]) for i in order)
+        if sign is None:
+            rows.append((name, "falls as beta grows", ranking, UNTESTED))
+            continue
+        signs = [sign(i, i + 1) for i in range(steps)]  # +1: the smaller beta's value is higher
+        falls, ties = signs.count(1), signs.count(0)
+        if steps == 0:
+            verdict = "one network: nothing to order"
+        else:
+            verdict = "yes" if falls == steps else f"{falls} of {steps} steps"
+        if ties:
+            verdict += f", {ties} tie{'s' if ties > 1 else ''}"
+        if signs.count(-1):
+            verdict += f", {signs.count(-1)} reversed"
+        rows.append((name, "falls as beta grows", ranking, verdict))
+    merged = "; ".join(
+        "beta = " + " and ".join(f"{e['beta']:g}" for e in g) for g in groups if len(g) > 1
     )
+    note = (
+        "*Steps between neighbouring betas, smallest first"
+        + (f"; betas that derived the same network are one point ({merged})" if merged else "")
+        + f": {steps} step{'s' if steps != 1 else ''}. A step falls only beyond noise "
+        f"(accuracies: two standard errors of the difference on {n:,} test images; latencies: "
+        f"95 % intervals apart and at least {100 * (SPEEDUP_MIN - 1):.0f} % apart); otherwise it "
+        "is a tie.*"
+    )
+    table = markdown_table(
+        rows, ["", "paper (Fig. 8)", "ours: betas by this value, largest first", "reproduced"]
+    )
+    return Markdown(note + "\n\n" + table.data)
 
 
 # --- sync cost --------------------------------------------------------------------------
@@ -415,39 +690,126 @@ def sync_cost_table(m: dict) -> Markdown:
 
 
 def latency_sweep_table(m: dict) -> Markdown:
+    """The first search seed's structures with ``C_sync`` priced in FLOPs and in measured
+    time, undecided choices marked; a structure changes only where a decided choice does."""
     flops_model = {e["beta"]: e["searches"][0] for e in m["beta_sweep"]}
     rows = []
+    changed = differ = 0
     for e in m["latency_cost_sweep"]:
         before = flops_model[e["beta"]]
         rows.append(
             (
                 f"{e['beta']:g}",
                 "FLOPs price",
-                *short(before["structure"]),
+                *marked_structure(before),
                 sum(before["architecture"]["syncs"]),
             )
         )
-        rows.append(("", "time price", *short(e["structure"]), sum(e["architecture"]["syncs"])))
+        rows.append(("", "time price", *marked_structure(e), sum(e["architecture"]["syncs"])))
+        decided, total = differences(before, e)
+        if total == 0 and not e.get("same_as_flops_model", True):
+            decided = total = 1  # no probabilities saved: the recorded verdict
+        changed += decided > 0
+        differ += total > 0
     levels = len(m["latency_cost_sweep"][0]["structure"])
-    changed = sum(not e["same_as_flops_model"] for e in m["latency_cost_sweep"])
+    n = len(m["latency_cost_sweep"])
     table = markdown_table(
         rows, ["beta", "C_sync", *[f"level {i + 1}" for i in range(levels)], "syncs kept"]
     )
-    return Markdown(
-        f"*From {source(m)}: {changed} of {len(m['latency_cost_sweep'])} derived structures change.*\n\n"
-        + table.data
+    undecided = differ - changed
+    header = (
+        f"*From {source(m)}: {changed} of {n} derived structures change by a decided choice"
+        + (
+            f"; {undecided} more differ only in undecided choices ({UNDECIDED}), which is no change.*"
+            if undecided
+            else ".*"
+        )
     )
+    return Markdown(header + "\n\n" + table.data + "\n\n" + undecided_note())
 
 
 # --- best network ------------------------------------------------------------------------
 
 
+def deploy_budget(m: dict) -> int:
+    """The MAC budget of the network to deploy: the run's record, or the profile's
+    ``deploy_macs`` (:mod:`course_lib.nas.settings`) for results saved before it."""
+    budget = m.get("protocol", {}).get("deploy_macs")
+    if budget is not None:
+        return int(budget)
+    try:
+        return nas_settings(m.get("profile", "full")).deploy_macs
+    except ValueError:
+        return nas_settings("full").deploy_macs
+
+
+def deploy_choice(m: dict, budget_macs: int | None = None) -> dict:
+    """The network the chapter deploys, from the sweep's second trainings (every beta and
+    search seed): among those within ``budget_macs`` (default :func:`deploy_budget`; all of
+    them, if none fits), the ones whose validation accuracy is within two standard errors of
+    the difference of the best one's (binomial, on the validation images); of those, the
+    cheapest (fewest MACs, then the higher validation accuracy).
+
+    Returns ``beta``, ``index`` (of the warm start, i.e. of the search seed), ``search_seed``,
+    ``entry`` (the second training), and ``budget``, ``fits`` (candidates within the budget),
+    ``candidates``, ``within_noise`` (how many), ``best_val`` (the best validation accuracy
+    within the budget) and ``over_budget`` (no candidate fitted)."""
+    budget = deploy_budget(m) if budget_macs is None else budget_macs
+    n = images(m, "val")
+    candidates = []
+    for e in m["beta_sweep"]:
+        entries = e.get("warm_start") or [e]
+        for i, w in enumerate(entries):
+            searches = e.get("searches") or [{}]
+            val = w.get("val_accuracy_mean", w.get("accuracy_mean"))
+            seed = searches[min(i, len(searches) - 1)].get("seed")
+            candidates.append(
+                {"beta": e["beta"], "index": i, "search_seed": seed, "entry": w, "val": val}
+            )
+    fits = [c for c in candidates if c["entry"]["macs"] <= budget]
+    pool = fits or candidates
+    best = max(pool, key=lambda c: c["val"])
+    best_se = accuracy_se(best["val"], n)
+    near = [
+        c
+        for c in pool
+        if accuracy_sign((best["val"], best_se), (c["val"], accuracy_se(c["val"], n))) == 0
+    ]
+    choice = min(near, key=lambda c: (c["entry"]["macs"], -c["val"]))
+    return {
+        **{k: choice[k] for k in ("beta", "index", "search_seed", "entry")},
+        "budget": budget,
+        "fits": len(fits),
+        "candidates": len(candidates),
+        "within_noise": len(near),
+        "best_val": best["val"],
+        "over_budget": not fits,
+    }
+
+
+def _rule_text(m: dict, c: dict) -> str:
+    fits = (
+        f"{c['fits']} of the {c['candidates']} derived networks (every beta and search seed) fit"
+        if not c["over_budget"]
+        else f"none of the {c['candidates']} derived networks fits, so all of them compete"
+    )
+    return (
+        f"The rule: a budget of {fmt(c['budget'])} MACs per image (`deploy_macs` in "
+        f"`course_lib/nas/settings.py`); {fits}. Among those, the ones whose validation accuracy "
+        f"after the sweep's second training is within two standard errors of the difference "
+        f"from the best one's ({pct(c['best_val'])} %, {images(m, 'val'):,} validation images) are equally good "
+        f"({c['within_noise']} here), and the cheapest of them is deployed."
+    )
+
+
 def best_text(m: dict) -> Markdown:
+    """The network to deploy (:func:`deploy_choice`) and its longer training; for results
+    saved before the rule, what the rule picks beside what that run trained longer."""
     b = m["best_network"]
+    c = deploy_choice(m)
     sweep = next((e for e in m["beta_sweep"] if e["beta"] == b["beta"]), None)
     start = "from the search's weights" if b.get("retrain") == "warm_start" else "from scratch"
-    text = (
-        f"Best derived network, from {source(m)}: beta = {b['beta']:g}, {'; '.join(short(b['structure']))}. "
+    trained = (
         f"Trained {start} for {epochs(b['epochs'])}: test accuracy {pct(b['accuracy_mean'])} %"
         + (
             f" (the sweep's short second training: {pct(sweep['accuracy_mean'])} %)"
@@ -456,7 +818,53 @@ def best_text(m: dict) -> Markdown:
         )
         + f", {b['macs']:,} MACs, ONNX Runtime {latency_text(b['latency_ms'].get('onnx'), no_interval=None)} at batch 1."
     )
+    same = c["beta"] == b["beta"] and c["search_seed"] in (None, b.get("search_seed"))
+    if same:
+        text = (
+            f"Network to deploy, from {source(m)}: beta = {b['beta']:g}, "
+            f"{'; '.join(short(b['structure']))}. {trained}\n\n{_rule_text(m, c)}"
+        )
+        return Markdown(text)
+    w = c["entry"]
+    seed = "" if c["search_seed"] is None else f" (search seed {c['search_seed']})"
+    text = (
+        f"Network to deploy, from {source(m)}: beta = {c['beta']:g}{seed}, "
+        f"{'; '.join(short(w['structure']))}: {w['macs']:,} MACs, validation accuracy "
+        f"{pct(c['entry'].get('val_accuracy_mean'))} %, test accuracy {pct(w['accuracy_mean'])} % "
+        f"after the sweep's {epochs(m['protocol']['retrain_epochs'])}"
+        + (
+            f", ONNX Runtime {latency_text(w['latency_ms'].get('onnx'), no_interval=None)} at batch 1."
+            if w.get("latency_ms", {}).get("onnx")
+            else "."
+        )
+        + f"\n\n{_rule_text(m, c)}\n\n"
+        f"These results were saved before this rule: that run trained longer the network of "
+        f"highest validation accuracy in a single run, beta = {b['beta']:g}, "
+        f"{'; '.join(short(b['structure']))}"
+        + (" (over the budget)" if b["macs"] > c["budget"] else "")
+        + f". {trained}"
+        + _lead_text(m, b, c)
+    )
     return Markdown(text)
+
+
+def _lead_text(m: dict, b: dict, c: dict) -> str:
+    """How the network a run trained longer compared, in the sweep, with the rule's choice."""
+    e = next((e for e in m["beta_sweep"] if e["beta"] == b["beta"]), None)
+    seeds = [s.get("seed") for s in (e or {}).get("searches", [])]
+    if not e or not e.get("warm_start") or b.get("search_seed") not in seeds:
+        return ""
+    prior = e["warm_start"][seeds.index(b["search_seed"])].get("val_accuracy_mean")
+    ours = c["entry"].get("val_accuracy_mean")
+    if prior is None or ours is None:
+        return ""
+    n = images(m, "val")
+    tie = accuracy_sign((prior, accuracy_se(prior, n)), (ours, accuracy_se(ours, n))) == 0
+    return (
+        f" In the sweep its validation accuracy was {pct(prior)} % against {pct(ours)} % for the "
+        f"network to deploy: {'within' if tie else 'more than'} two standard errors of the "
+        "difference."
+    )
 
 
 # --- multicore ------------------------------------------------------------------------------
@@ -512,11 +920,39 @@ def _per_sync_ms(free: dict, synced: dict, runner: str) -> float:
     return added / max(synced["syncs"], 1)
 
 
-def _per_sync_text(free: dict, synced: dict, runner: str) -> str:
-    """``_per_sync_ms`` in words: a difference of medians under a microsecond, or below
-    zero, is no measurable cost."""
+def _sync_cost_us(free: dict, synced: dict, runner: str) -> float | None:
+    """``_per_sync_ms`` in µs where it is a measurable cost: positive (at least 1 µs) and the
+    two latencies' 95 % intervals apart; ``None`` otherwise (zero, negative, or within the
+    intervals)."""
     us = 1e3 * _per_sync_ms(free, synced, runner)
-    return f"adds {us:.0f} µs" if us >= 1 else f"adds nothing measurable ({us:+.1f} µs)"
+    a, b = synced["latency_ms"][runner], free["latency_ms"][runner]
+    apart = (
+        a.get("low_ms") is not None and b.get("high_ms") is not None and a["low_ms"] > b["high_ms"]
+    )
+    return us if us >= 1 and apart else None
+
+
+def _per_sync_text(free: dict, synced: dict) -> str:
+    """What each sync point costs the forked and the sequential run, in words."""
+    costs = {
+        where: _sync_cost_us(free, synced, runner)
+        for runner, where in (
+            ("path-parallel", "the forked run"),
+            ("sequential", "the sequential one"),
+        )
+    }
+    if all(us is None for us in costs.values()):
+        text = "each sync point has no measurable cost in either run"
+    else:
+        text = "each sync point " + " and ".join(
+            f"adds {us:.0f} µs to {where}"
+            if us is not None
+            else f"has no measurable cost in {where}"
+            for where, us in costs.items()
+        )
+    return (
+        text + " (a cost counts where the 95 % intervals with and without sync points are apart)."
+    )
 
 
 def multicore_text(m: dict) -> Markdown:
@@ -549,10 +985,8 @@ def multicore_text(m: dict) -> Markdown:
             f"{ratio_text(s.get('path-parallel vs onnx'), no_interval=None)} the speed of ONNX Runtime on one thread: PyTorch's "
             f"kernels alone, in sequence, take {kernels:.2f}x ONNX Runtime's time for the same network. "
             f"A balanced network without sync points reaches {ratio_text(free['speedup']['path-parallel'], no_interval=None)}, "
-            f"with all {synced['syncs']} {ratio_text(synced['speedup']['path-parallel'], no_interval=None)}: each sync point "
-            f"{_per_sync_text(free, synced, 'path-parallel')} to the forked run and "
-            f"{_per_sync_text(free, synced, 'sequential')} to the sequential one."
-            + _twin_text(best)
+            f"with all {synced['syncs']} {ratio_text(synced['speedup']['path-parallel'], no_interval=None)}: "
+            f"{_per_sync_text(free, synced)}" + _twin_text(best)
         )
     lines += [
         f"- Batch {r['batch']}, {r['widths']} widths, best searched network: path-parallel "
