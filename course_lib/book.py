@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -304,12 +305,12 @@ def _label(
     )
 
 
-def page(notebook: Path, executed: Path, quick: Path | None = None) -> NotebookNode:
+def page(notebook: Path, executed: Path, quick: Callable[[], Path] | None = None) -> NotebookNode:
     """The notebook the book shows for chapter ``notebook``: the executed notebook
     ``executed`` (a full- or quick-profile papermill run), with the current text of
     ``notebook`` when both ran the same code or the notebook only added code cells (shown
-    with their outputs in ``quick``, a quick-profile run of the current code, if given and
-    it is one; else without), trimmed (:func:`trim`), and a label right under the title
+    with their outputs in the quick-profile run ``quick()`` returns, called only then, if
+    that run is of the current code; else without), trimmed (:func:`trim`), and a label right under the title
     saying which run it is."""
     source = nbformat.read(notebook, as_version=4)
     run = nbformat.read(executed, as_version=4)
@@ -318,8 +319,10 @@ def page(notebook: Path, executed: Path, quick: Path | None = None) -> NotebookN
     added = added_code(run, source)
     stale = added is None
     fills = None
-    if added and quick is not None and ran_code_of(quick, notebook, "quick"):
-        fills = nbformat.read(quick, as_version=4)
+    if added and quick is not None:
+        quick_run = quick()
+        if ran_code_of(quick_run, notebook, "quick"):
+            fills = nbformat.read(quick_run, as_version=4)
     shown = trim(run if stale else _with_outputs(source, run, added, fills))
     label = _label(run, Path(notebook), stale, len(added or ()), fills is not None)
     first = shown.cells[0] if shown.cells else None

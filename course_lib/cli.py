@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from . import book, grader
@@ -80,12 +81,6 @@ def quick_run_for_book(notebook: Path, reuse: Path | None) -> Path:
     return run_notebook(notebook, "quick", seed=0)
 
 
-def _read(executed: Path, notebook: Path) -> tuple:
-    import nbformat
-
-    return nbformat.read(executed, as_version=4), nbformat.read(notebook, as_version=4)
-
-
 def build_book(
     full_runs: Path | None = None,
     quick_runs: Path | None = None,
@@ -102,10 +97,8 @@ def build_book(
         saved = book.full_run(notebook, full_runs)
         executed = saved or quick_run_for_book(notebook, quick_runs)
         print(f"{notebook.name}: {'full' if saved else 'quick'}-profile run {executed}")
-        quick = None
-        if saved is not None and book.added_code(*_read(saved, notebook)):
-            # cells added since the saved run get their outputs from a quick run
-            quick = quick_run_for_book(notebook, quick_runs)
+        # cells added since a saved full run get their outputs from a quick run
+        quick = partial(quick_run_for_book, notebook, quick_runs) if saved else None
         pages[notebook] = book.page(notebook, executed, quick)
     staging = book.assemble(pages, Path(output) / book.STAGING)
     return book.build(staging, output, quiet=quiet)

@@ -145,6 +145,10 @@ def stratified_subset(labels: torch.Tensor, per_class: int, seed: int) -> torch.
     return torch.cat(chosen).sort().values
 
 
+SPLIT_SIZES = {"train": 45_000, "val": 5_000, "test": 10_000}
+"""Images per split: CIFAR-10's training set under :func:`train_val_split`, and its test set."""
+
+
 def train_val_split(
     labels: torch.Tensor, val_per_class: int = 500, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,6 +281,12 @@ class DataSettings:
                 raise ValueError(f"{name} must be None (all) or >= 1, got {value}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def images(self, split: str) -> int:
+        """How many images of ``split`` ("train", "val" or "test") a run draws: 10 classes
+        times ``<split>_per_class``, or the whole split (45,000 / 5,000 / 10,000)."""
+        per_class = getattr(self, f"{split}_per_class")
+        return SPLIT_SIZES[split] if per_class is None else 10 * per_class
 
 
 def make_loaders(

@@ -245,9 +245,8 @@ def test_code_cells_added_since_a_full_run_show_a_quick_runs_outputs(tmp_path):
     quick.metadata["papermill"] = {"parameters": {"profile": "quick"}}
     quick.cells[3].outputs = [new_output("stream", name="stdout", text="42\n")]
     notebook = write(source, tmp_path / "07_demo.ipynb")
-    shown = book.page(
-        notebook, write(run, tmp_path / "run.ipynb"), write(quick, tmp_path / "q.ipynb")
-    )
+    quick_run = write(quick, tmp_path / "q.ipynb")
+    shown = book.page(notebook, write(run, tmp_path / "run.ipynb"), lambda: quick_run)
     assert "quick-profile run" in label_of(shown) and "(1)" in label_of(shown)
     at = next(i for i, c in enumerate(shown.cells) if c.source == "print(2 * 21)")
     assert shown.cells[at].outputs[0].text == "42\n"
@@ -255,7 +254,8 @@ def test_code_cells_added_since_a_full_run_show_a_quick_runs_outputs(tmp_path):
     code = [c for c in shown.cells if c.cell_type == "code" and "injected" not in str(c.metadata)]
     assert code[-1].outputs == book.trim(run).cells[-1].outputs, "the rest from the full run"
     quick.cells[3].source = "print(43)"  # a quick run of other code lends no outputs
-    shown = book.page(notebook, tmp_path / "run.ipynb", write(quick, tmp_path / "q.ipynb"))
+    write(quick, quick_run)
+    shown = book.page(notebook, tmp_path / "run.ipynb", lambda: quick_run)
     at = next(i for i, c in enumerate(shown.cells) if c.source == "print(2 * 21)")
     assert shown.cells[at].outputs == [] and "without outputs" in label_of(shown)
 

@@ -3,13 +3,12 @@ or the saved full-profile one)."""
 
 from __future__ import annotations
 
-import math
-
 from IPython.display import Markdown
 
 from .. import measure
 from ..formatting import latency_text, pct, ratio_text
 from ..report import markdown_table
+from ..uncertainty import TIE_STANDARD_ERRORS, accuracy_sign, binomial_se, difference_se
 from .layers import binary_layers
 from .settings import METHOD_LABELS, REPORT_EPOCHS, REPORT_ROWS, REPORT_TABLE1_RESNET20
 
@@ -234,23 +233,11 @@ def ranking(m: dict) -> list[str]:
     return sorted(methods, key=lambda k: -methods[k]["test_accuracy_mean"])
 
 
-def accuracy_standard_error(p: float, n: int) -> float:
-    """``sqrt(p (1 - p) / n)``: the standard error of a test accuracy ``p`` (a fraction)
-    measured on ``n`` test images."""
-    return math.sqrt(p * (1 - p) / n)
-
-
-#: An ordering of two methods counts (as reproduced or reversed) only when their gap exceeds
-#: this many standard errors of the difference of two accuracies.
-ORDER_STANDARD_ERRORS = 2.0
-
-
 def report_order_pairs(m: dict) -> tuple[list[str], list[str], list[str]]:
     """The orderings 'A above B' of Table 1 (both methods run here) that this run
     reproduces, those it reverses, and those within the noise: a gap under
-    :data:`ORDER_STANDARD_ERRORS` standard errors of the difference,
-    ``sqrt(se_a^2 + se_b^2)`` with :func:`accuracy_standard_error` on the run's test images
-    (the two accuracies treated as independent)."""
+    :data:`~course_lib.uncertainty.TIE_STANDARD_ERRORS` standard errors of the difference
+    (:mod:`course_lib.uncertainty`, binomial errors on the run's test images)."""
     ours = {k: m["methods"][k]["test_accuracy_mean"] for k in REPORT_ROWS if k in m["methods"]}
     ordered = sorted(ours, key=lambda k: -REPORT_TABLE1_RESNET20[REPORT_ROWS[k]])
     n = m["test_images"]
@@ -258,14 +245,13 @@ def report_order_pairs(m: dict) -> tuple[list[str], list[str], list[str]]:
     for i, a in enumerate(ordered):
         for b in ordered[i + 1 :]:
             text = f"{METHOD_LABELS[a]} above {METHOD_LABELS[b]}"
-            se = math.hypot(
-                accuracy_standard_error(ours[a], n), accuracy_standard_error(ours[b], n)
-            )
-            gap = ours[a] - ours[b]
-            if abs(gap) <= ORDER_STANDARD_ERRORS * se:
+            se_a, se_b = binomial_se(ours[a], n), binomial_se(ours[b], n)
+            sign = accuracy_sign((ours[a], se_a), (ours[b], se_b))
+            if sign == 0:
+                gap, se = ours[a] - ours[b], difference_se(se_a, se_b)
                 noise.append(f"{text} ({pct(gap, 2)} points, standard error {pct(se, 2)})")
             else:
-                (same if gap > 0 else reversed_).append(text)
+                (same if sign > 0 else reversed_).append(text)
     return same, reversed_, noise
 
 
@@ -281,7 +267,7 @@ def methods_conclusion(m: dict) -> Markdown:
         f"{m['train_images']:,} training images (tested on {m['test_images']:,}): "
         + " > ".join(f"{label(k)} ({pct(e[k]['test_accuracy_mean'], 1)} %)" for k in order)
         + ".",
-        f"- **Table 1's orderings** (a gap counts beyond {ORDER_STANDARD_ERRORS:.0f} standard "
+        f"- **Table 1's orderings** (a gap counts beyond {TIE_STANDARD_ERRORS:.0f} standard "
         f"errors of the difference; an accuracy p on n = {m['test_images']:,} test images has "
         f"a standard error of sqrt(p (1 - p) / n)). Reproduced here: "
         f"{'; '.join(same) or 'none'}. Reversed here: {'; '.join(reversed_) or 'none'}. "

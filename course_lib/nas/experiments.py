@@ -94,8 +94,8 @@ class ChapterRun:
             "train_images": "all"
             if s.data.train_per_class is None
             else 10 * s.data.train_per_class,
-            "val_images": _images(s.data.val_per_class, 5000),
-            "test_images": _images(s.data.test_per_class, 10000),
+            "val_images": s.data.images("val"),
+            "test_images": s.data.images("test"),
             "deploy_macs": s.deploy_macs,
             "latency": f"batch 1, {s.latency_rounds} interleaved rounds, median and 95 % interval",
             "estimate_min": s.estimate_min,
@@ -379,11 +379,6 @@ class ChapterRun:
         """Add the headline numbers and the section times; ``results/nas.json`` in the full
         profile, nothing in the quick one."""
         return self.run.finish(headline(self.metrics))
-
-
-def _images(per_class: int | None, split_size: int) -> int:
-    """Images in a split drawn ``per_class`` per class (``None``: all ``split_size``)."""
-    return split_size if per_class is None else 10 * per_class
 
 
 def _search_record(r: SearchResult) -> dict:

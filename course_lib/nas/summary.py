@@ -19,8 +19,10 @@ import numpy as np
 from IPython.display import Markdown
 
 from .. import legacy, measure
+from ..data import DataSettings
 from ..formatting import MEDIANS_ONLY, fmt, latency_text, latency_us_text, pct, ratio_text
 from ..report import markdown_table
+from ..uncertainty import accuracy_sign, binomial_se
 from .multicore import find
 from .settings import DECIDED, SPEEDUP_MIN, nas_settings
 from .space import SearchSpace, make_op
@@ -78,27 +80,19 @@ def images(m: dict, split: str) -> int:
     if n is not None:
         return int(n)
     try:
-        per_class = getattr(nas_settings(m.get("profile", "full")).data, f"{split}_per_class")
-    except ValueError:
-        per_class = None
-    return 10 * per_class if per_class else {"val": 5000, "test": 10000}[split]
+        return nas_settings(m.get("profile", "full")).data.images(split)
+    except ValueError:  # an unknown profile: the whole split
+        return DataSettings().images(split)
 
 
 def accuracy_se(p: float, n: int, accuracies: list[float] | None = None) -> float:
     """The standard error of an accuracy ``p`` (a fraction) on ``n`` images: the binomial
     ``sqrt(p (1 - p) / n)``, or, where several seeds give ``accuracies``, their standard error
     ``s / sqrt(k)`` if that is larger (two seeds can agree by chance)."""
-    se = math.sqrt(p * (1 - p) / n)
+    se = binomial_se(p, n)
     if accuracies is not None and len(accuracies) > 1:
         se = max(se, statistics.stdev(accuracies) / math.sqrt(len(accuracies)))
     return se
-
-
-def accuracy_sign(a: tuple[float, float], b: tuple[float, float]) -> int:
-    """``a`` and ``b`` are ``(accuracy, standard error)`` on the same test set: +1 when ``a``
-    is higher by more than two standard errors of the difference, -1 when lower, 0 a tie."""
-    diff, se = a[0] - b[0], math.hypot(a[1], b[1])
-    return 0 if abs(diff) <= 2 * se else (1 if diff > 0 else -1)
 
 
 def latency_sign(a: dict | None, b: dict | None) -> int:

@@ -178,15 +178,6 @@ def check_supported(model: nn.Module) -> None:
         raise ValueError(f"{type(model).__name__} has no Conv2d layer to prune channels from")
 
 
-def grouped_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
-    """The ``"grouped"`` convolutions of ``model`` (not the dense or depthwise ones), by name."""
-    return {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Conv2d) and conv_kind(m) == "grouped"
-    }
-
-
 def check_grouped(
     channel_pruner: tp.pruner.BasePruner,
     model: nn.Module,
@@ -204,7 +195,8 @@ def check_grouped(
     block must keep at least 2 channels at the final ratio (a block of one channel makes
     the layer depthwise-shaped halfway, see :data:`UNSUPPORTED_CONVS`).
     """
-    grouped = grouped_convs(model)
+    modules = dict(model.named_modules())
+    grouped = {n: modules[n] for n, kind in conv_kinds(model).items() if kind == "grouped"}
     if not grouped:
         return
     chosen = {"round_to": round_to is not None, "fpgm": importance == "fpgm"}

@@ -7,7 +7,6 @@ without an interval, one seed per selection candidate) are read too, and labelle
 
 from __future__ import annotations
 
-import math
 import statistics
 
 from IPython.display import Markdown
@@ -16,6 +15,7 @@ from ..chapter import time_table as time_table  # the chapter shows its run's ti
 from ..formatting import NO_INTERVAL, latency_text, pct, ratio_text
 from ..legacy import ratio_parts
 from ..report import markdown_table
+from ..uncertainty import TIE_STANDARD_ERRORS, binomial_se, difference_se
 from . import ranking
 
 TARGETS = {
@@ -62,7 +62,8 @@ def tie_points(m: dict) -> float:
     """Two standard errors of a difference of two accuracies near the dense one, on the run's
     test images, in points: differences below it are ties (test-sampling noise alone)."""
     p, n = m["baseline"]["accuracy"], test_images(m)
-    return 100 * 2 * math.sqrt(2 * p * (1 - p) / n)
+    se = binomial_se(p, n)
+    return 100 * TIE_STANDARD_ERRORS * difference_se(se, se)
 
 
 # --- part 1: unstructured ----------------------------------------------------------------

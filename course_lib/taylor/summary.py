@@ -3,13 +3,13 @@ the saved full run's), beside the seed's numbers."""
 
 from __future__ import annotations
 
-import math
 import statistics
 
 from IPython.display import Markdown
 
 from ..formatting import pct, ratio_text  # 03_taylor.ipynb calls summary.pct too
 from ..report import markdown_table
+from ..uncertainty import accuracy_sign, binomial_se
 from .network import VGG16_WIDTHS
 
 SEED_TABLE3 = (22, 29, 48, 39, 66, 62, 61, 64, 53, 61, 59, 46, 30)
@@ -20,11 +20,6 @@ SEED_TEST_IMAGES = 64
 SEED_PARAMS = {"unpruned": 134_268_738, "pruned": 23_109_104}
 """VGG16 with a 2-class head before and after pruning (the seed's Tables 1 and 3)."""
 TARGETS = {"params_removed_fraction": 0.83, "accuracy_drop_points": 1.0}
-
-
-def binomial_se(accuracy: float, images: int) -> float:
-    """Standard error of an accuracy measured on ``images`` test images (a fraction)."""
-    return math.sqrt(accuracy * (1 - accuracy) / images)
 
 
 def headline(comparison: dict, seed: int, test_images: int) -> dict:
@@ -230,8 +225,11 @@ def conclusion(m: dict) -> Markdown:
     best, worst = max(accuracy, key=accuracy.get), min(accuracy, key=accuracy.get)
     gentlest = max(damage, key=damage.get)
     se = binomial_se(m["unpruned_test_accuracy"], m["test_images"])
-    # two standard errors of a difference of two accuracies, each with standard error se
-    tied = [c for c in accuracy if c != best and accuracy[best] - accuracy[c] < 2 * se * 2**0.5]
+    tied = [
+        c
+        for c in accuracy
+        if c != best and accuracy_sign((accuracy[best], se), (accuracy[c], se)) == 0
+    ]
     verdict = (
         "within two standard errors of the difference, so not distinguishable here: "
         + ", ".join(tied)
