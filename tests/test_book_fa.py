@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.fa import assignments, figures, glossary, spec
+from course_lib.fa import assignments, figures, glossary, sections, spec
 
 REPO = Path(__file__).resolve().parents[1]
 FA = REPO / "book" / "fa"
@@ -146,6 +146,88 @@ def test_the_persian_part_follows_the_chapters_in_the_table_of_contents():
     assert files.index(fa[0]) > last_chapter
 
 
+# -- the section map: each Persian page covers its English chapter -------------------------------
+
+
+def test_the_section_map_names_every_chapter_its_page_and_notebook():
+    chapters = sections.load_sections(FA / "sections.yml")
+    spec_chapters = spec.load_spec(FA / "results.yml").chapters
+    assert list(chapters) == list(spec_chapters)
+    for name, entry in chapters.items():
+        assert entry.notebook == spec_chapters[name].notebook, name
+        assert (REPO / entry.notebook).exists(), entry.notebook
+        assert entry.page_path(REPO).exists(), entry.page
+    assert [c.page for c in chapters.values()] == CHAPTER_PAGES
+
+
+@pytest.mark.parametrize("chapter", list(spec.load_spec(FA / "results.yml").chapters))
+def test_every_english_section_has_its_persian_counterpart(chapter):
+    """Every ``##``/``###`` heading of the chapter's notebook is mapped in sections.yml, and
+    every Persian heading it maps to is a heading of the page."""
+    entry = sections.load_sections(FA / "sections.yml")[chapter]
+    mapped = {s.en for s in entry.sections}
+    english = sections.notebook_headings(REPO / entry.notebook)
+    unmapped = [h for h in english if h not in mapped]
+    assert not unmapped, (
+        f"book/fa/sections.yml, {chapter}: these headings of {entry.notebook} are not mapped "
+        "to a Persian heading:\n  " + "\n  ".join(unmapped)
+    )
+    stale = sorted(mapped - set(english))
+    assert not stale, f"book/fa/sections.yml, {chapter}: no longer in {entry.notebook}: {stale}"
+    on_page = set(sections.page_headings(entry.page_path(REPO)))
+    absent = sorted({s.fa for s in entry.sections} - on_page)
+    assert not absent, f"book/fa/{entry.page}.md has no heading {absent}"
+
+
+@pytest.mark.parametrize("chapter", list(spec.load_spec(FA / "results.yml").chapters))
+def test_each_chapter_page_carries_a_chapter_of_persian_prose(chapter):
+    entry = sections.load_sections(FA / "sections.yml")[chapter]
+    words = sections.prose_words(entry.page_path(REPO).read_text(encoding="utf-8"))
+    low, high = sections.PROSE_WORDS
+    assert low <= words <= high, f"book/fa/{entry.page}.md: {words} words of Persian prose"
+
+
+def test_headings_and_prose_words_are_counted_as_the_section_map_says(tmp_path):
+    path = tmp_path / "demo.ipynb"
+    path.write_text(
+        notebook(
+            ("a", "markdown", "# Title\n\n## First  one\n\ntext\n### Sub, with #hash ##\n"),
+            ("b", "markdown", "```\n## not a heading\n```\n#### too deep\n"),
+            ("c", "code", "## a comment\n"),
+        )
+    )
+    assert sections.notebook_headings(path) == ["First one", "Sub, with #hash"]
+    page = (
+        "---\ntitle: x\n---\n# عنوان صفحه\n\n(label)=\n## بخش اول\n\n"
+        "این جمله شش واژهٔ فارسی دارد ResNet-20 و $x_{هرس}$.\n\n"
+        "```{fa-code} notebooks/03_taylor.ipynb\n:cell: 1\n```\n\n"
+        "```{note}\nمتن درون دستور شمرده نمی‌شود\n```\n\n"
+        "| ستون | دیگر |\n|---|---|\n| یک | دو |\n\n"
+        "$$\nمعادله\n$$\n\n% یادداشت\n\n{fa-term}`pruning` و {fa-value}`a:b:c` نیز.\n"
+    )
+    (tmp_path / "page.md").write_text(page, encoding="utf-8")
+    assert sections.page_headings(tmp_path / "page.md") == ["عنوان صفحه", "بخش اول"]
+    # عنوان صفحه (2), بخش اول (2), the sentence (6 + و), the last line (و، نیز.)
+    assert sections.prose_words(page) == 2 + 2 + 7 + 2
+
+
+def test_a_broken_section_map_is_refused(tmp_path):
+    path = tmp_path / "sections.yml"
+    path.write_text(
+        "taylor:\n  page: 03_taylor\n  sections:\n"
+        "    - {en: A, fa: الف}\n    - {en: A, fa: ب}\n    - {en: B}\n"
+        "nas: [1]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError) as error:
+        sections.load_sections(path)
+    message = str(error.value)
+    assert "taylor: 'notebook' is missing" in message
+    assert "taylor: 'A' is mapped twice" in message
+    assert "taylor, section 2: needs exactly 'en' and 'fa'" in message
+    assert "nas: not a mapping" in message
+
+
 # -- the results spec ---------------------------------------------------------------------------
 
 
@@ -219,6 +301,15 @@ def test_a_missing_metric_names_the_key_the_file_and_the_spec():
         spec.table(entry, {"profile": "quick", "metrics": {}})
 
 
+def test_a_dotted_key_reaches_keys_with_dots_and_list_items():
+    metrics = {"sweep": {"0.5": {"acc": 0.8}, "0": {"5": 1}}, "runs": [{"a": 1}, {"a": 2}]}
+    assert spec.lookup(metrics, "sweep.0.5.acc") == 0.8
+    assert spec.lookup(metrics, "sweep.0.5") == {"acc": 0.8}
+    assert spec.lookup(metrics, "runs.1.a") == 2
+    with pytest.raises(spec.MissingMetric, match="no metric 'runs.2.a'"):
+        spec.lookup(metrics, "runs.2.a")
+
+
 def test_a_broken_spec_is_refused(tmp_path):
     path = tmp_path / "results.yml"
     path.write_text(
@@ -289,10 +380,16 @@ def test_assignment_points_come_from_the_notebooks_and_match_the_instructors_gui
 # -- the directives, in a small Sphinx project --------------------------------------------------
 
 
-def sphinx_build(tmp_path: Path, pages: dict[str, str], results: dict[str, object]) -> Path:
+def sphinx_build(
+    tmp_path: Path,
+    pages: dict[str, str],
+    results: dict[str, object],
+    files: dict[str, str] | None = None,
+) -> Path:
     """Build ``pages`` (path -> MyST text) with course_lib.fa and the repository's glossary
-    and spec, reading ``results`` (chapter -> record, or raw text) from a scratch folder;
-    warnings are errors. Returns the HTML folder."""
+    and spec, reading ``results`` (chapter -> record, or raw text) from a scratch folder and
+    ``{fa-code}`` notebooks from ``files`` (path -> text, beside the pages, not in the
+    table of contents); warnings are errors. Returns the HTML folder."""
     from sphinx.application import Sphinx
     from sphinx.util.docutils import docutils_namespace, patch_docutils
 
@@ -308,6 +405,9 @@ def sphinx_build(tmp_path: Path, pages: dict[str, str], results: dict[str, objec
     for path, text in pages.items():
         (src / path).parent.mkdir(parents=True, exist_ok=True)
         (src / path).write_text(text, encoding="utf-8")
+    for path, text in (files or {}).items():
+        (src / path).parent.mkdir(parents=True, exist_ok=True)
+        (src / path).write_text(text, encoding="utf-8")
     toctree = "\n".join(p.removesuffix(".md") for p in pages)
     (src / "index.md").write_text(f"# Book\n\n```{{toctree}}\n{toctree}\n```\n")
     (src / "conf.py").write_text(
@@ -315,6 +415,7 @@ def sphinx_build(tmp_path: Path, pages: dict[str, str], results: dict[str, objec
         "myst_enable_extensions = ['dollarmath']\n"
         "numfig = True\n"
         f"fa_results_dir = {str(saved)!r}\n"
+        f"fa_code_root = {str(src)!r}\n"
     )
     with patch_docutils(src), docutils_namespace():  # as sphinx-build: no state left over
         app = Sphinx(src, src, out, out / ".doctrees", "html", status=None,
@@ -408,6 +509,167 @@ def test_a_chapter_without_a_saved_result_gets_a_labelled_note(tmp_path):
 def test_the_build_stops_with_a_clear_message(tmp_path, saved, page, message):
     with pytest.raises(Exception, match=re.escape(message)):
         sphinx_build(tmp_path, {"book/fa/03_taylor.md": page}, saved)
+
+
+def notebook(*cells: tuple[str, str, str]) -> str:
+    """A notebook's JSON with ``(id, cell_type, source)`` cells."""
+    return json.dumps(
+        {
+            "nbformat": 4,
+            "nbformat_minor": 5,
+            "metadata": {},
+            "cells": [
+                {"id": i, "cell_type": kind, "metadata": {}, "source": text.splitlines(True)}
+                | ({"outputs": [], "execution_count": None} if kind == "code" else {})
+                for i, kind, text in cells
+            ],
+        }
+    )
+
+
+DEMO_NOTEBOOK = notebook(
+    ("intro", "markdown", "# Demo\n\n## A section\n"),
+    ("c0de", "code", "def score(grad, act):\n    return (grad * act).mean()  # eq. 13\n"),
+)
+CODE_PAGE = """# فصل 3
+
+امتیاز هر فیلتر را این تابع حساب می‌کند:
+
+```{fa-code} notebooks/demo.ipynb
+:cell: c0de
+```
+
+هرس {fa-value}`taylor:params_removed_fraction:percent` از پارامترها را برداشت و
+سرعت {fa-value}`taylor:deployment.speedup:ratio` شد، با تأخیر
+{fa-value}`taylor:deployment.latency:ms`، در گام {fa-value}`taylor:sweep.0.5.step:count`
+و با {fa-value}`taylor:criteria.1.name:text`؛ سرعت بی‌بازه {fa-value}`taylor:plain:ratio`.
+"""
+CODE_METRICS = {
+    "params_removed_fraction": 0.8123,
+    "accuracy_drop_points": -1.25,
+    "deployment": {
+        "speedup": 2.5,
+        "speedup_interval": [2.25, 2.75],
+        "latency": {"median_ms": 1.5, "low_ms": 1.4, "high_ms": 1.7},
+    },
+    "sweep": {"0.5": {"step": 12345}},
+    "criteria": [{"name": "l1"}, {"name": "taylor"}],
+    "plain": 3.0,
+}
+
+
+def test_fa_code_shows_the_notebook_cell_and_fa_value_the_saved_metric(tmp_path):
+    out = sphinx_build(
+        tmp_path,
+        {"book/fa/03_taylor.md": CODE_PAGE},
+        {"taylor": full_record(CODE_METRICS)},
+        {"notebooks/demo.ipynb": DEMO_NOTEBOOK},
+    )
+    html = (out / "book" / "fa" / "03_taylor.html").read_text()
+    block = html[html.index("fa-code-cell") :]
+    block = block[: block.index("</pre>")]
+    assert "highlight-python" in block, "highlighted as Python"
+    code = re.sub(r"<[^>]+>", "", block).replace("&gt;", ">")
+    assert "def score(grad, act):" in code and "(grad * act).mean()  # eq. 13" in code
+    caption = re.sub(r"<[^>]+>", "", block[: block.index("highlight-python")])
+    assert "نوت‌بوک انگلیسی" in caption and "notebooks/demo.ipynb" in caption and "c0de" in caption
+    values = re.findall(r'<span class="fa-ltr fa-value">([^<]+)</span>', html)
+    assert values == [
+        "81.2%",
+        "2.50x (2.25-2.75)",
+        "1.5 ms (1.4-1.7 ms)",
+        "12,345",
+        "taylor",
+        "3.00x",
+    ], "formatted as the table formats them, the interval where one is saved"
+
+
+def test_fa_value_of_a_chapter_without_a_saved_result_is_labelled(tmp_path):
+    page = "# x\n\nهرس {fa-value}`taylor:params_removed_fraction:percent` را برداشت.\n"
+    out = sphinx_build(tmp_path, {"book/fa/03_taylor.md": page}, {})
+    html = (out / "book" / "fa" / "03_taylor.html").read_text()
+    assert '<span class="fa-value fa-no-result">نتیجهٔ اجرای کامل هنوز ذخیره نشده است' in html
+
+
+def test_a_changed_notebook_is_a_dependency_of_the_page_that_shows_its_code(tmp_path):
+    from sphinx.application import Sphinx
+    from sphinx.util.docutils import docutils_namespace, patch_docutils
+
+    out = sphinx_build(
+        tmp_path,
+        {"book/fa/03_taylor.md": CODE_PAGE},
+        {"taylor": full_record(CODE_METRICS)},
+        {"notebooks/demo.ipynb": DEMO_NOTEBOOK},
+    )
+    src = tmp_path / "src"
+    with patch_docutils(src), docutils_namespace():
+        app = Sphinx(src, src, out, out / ".doctrees", "html", status=None,
+                     warning=io.StringIO(), warningiserror=True)  # fmt: skip
+        depends = app.env.dependencies["book/fa/03_taylor"]
+    assert "notebooks/demo.ipynb" in {Path(d).as_posix() for d in depends} or any(
+        str(d).endswith("notebooks/demo.ipynb") for d in depends
+    )
+
+
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        (
+            "# x\n\n```{fa-code} notebooks/nope.ipynb\n:cell: c0de\n```\n",
+            "{fa-code} on page book/fa/03_taylor: no notebook notebooks/nope.ipynb",
+        ),
+        (
+            "# x\n\n```{fa-code} notebooks/demo.ipynb\n:cell: gone\n```\n",
+            "{fa-code} on page book/fa/03_taylor: notebook notebooks/demo.ipynb has no cell "
+            "with id 'gone'",
+        ),
+        (
+            "# x\n\n```{fa-code} notebooks/demo.ipynb\n:cell: intro\n```\n",
+            "cell 'intro' of notebooks/demo.ipynb is a markdown cell",
+        ),
+        (
+            "# x\n\nمقدار {fa-value}`taylor:no.such.key:percent`.\n",
+            "results/taylor.json has no metric 'no.such.key' (the Persian page reads it, as "
+            "{fa-value} on page book/fa/03_taylor says)",
+        ),
+        (
+            "# x\n\nمقدار {fa-value}`taylor:params_removed_fraction`.\n",
+            "{fa-value} on page book/fa/03_taylor: write {fa-value}`<chapter>:<key>:<format>`",
+        ),
+        (
+            "# x\n\nمقدار {fa-value}`taylor:params_removed_fraction:furlongs`.\n",
+            "format 'furlongs' of 'params_removed_fraction' is not one of",
+        ),
+        (
+            "# x\n\nمقدار {fa-value}`chapter9:a:percent`.\n",
+            "chapter 'chapter9' is not in",
+        ),
+    ],
+    ids=[
+        "code: missing notebook",
+        "code: missing cell",
+        "code: not a code cell",
+        "value: missing key",
+        "value: no format",
+        "value: unknown format",
+        "value: unknown chapter",
+    ],
+)
+def test_fa_code_and_fa_value_stop_the_build_with_a_clear_message(tmp_path, page, message):
+    with pytest.raises(Exception, match=re.escape(message)):
+        sphinx_build(
+            tmp_path,
+            {"book/fa/03_taylor.md": page},
+            {"taylor": full_record(CODE_METRICS)},
+            {"notebooks/demo.ipynb": DEMO_NOTEBOOK},
+        )
+
+
+def test_fa_value_of_a_quick_run_stops_the_build(tmp_path):
+    record = full_record(CODE_METRICS) | {"profile": "quick"}
+    page = "# x\n\nمقدار {fa-value}`taylor:params_removed_fraction:percent`.\n"
+    with pytest.raises(Exception, match=re.escape("holds a 'quick' run")):
+        sphinx_build(tmp_path, {"book/fa/03_taylor.md": page}, {"taylor": record})
 
 
 # -- the built book -----------------------------------------------------------------------------

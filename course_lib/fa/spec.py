@@ -142,19 +142,42 @@ def load_spec(path: Path | str = SPEC_FILE) -> Spec:
     return Spec(chapters, path)
 
 
-def lookup(metrics: dict, key: str, chapter: str = "?") -> object:
-    """``metrics[a][b]...`` for the dotted ``key`` ``a.b...``; :class:`MissingMetric` if any
-    part is missing."""
-    node: object = metrics
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise MissingMetric(
-                f"results/{chapter}.json has no metric '{key}' (the Persian page reads it, "
-                f"as {SPEC_FILE} says): point the spec at the key the chapter saves now, "
-                "or rerun the chapter's full profile"
-            )
-        node = node[part]
+def lookup(metrics: dict, key: str, chapter: str = "?", reader: str | None = None) -> object:
+    """``metrics[a][b]...`` for the dotted ``key`` ``a.b...``; a saved key that holds dots
+    itself (a sweep's ``"0.5"``) is matched whole, and a number indexes a list
+    (``methods.0.accuracy``). :class:`MissingMetric` if any part is missing; ``reader`` says
+    what asked for it (default: the spec)."""
+    node = _walk(metrics, key.split("."))
+    if node is _MISSING:
+        raise MissingMetric(
+            f"results/{chapter}.json has no metric '{key}' (the Persian page reads it, "
+            f"as {reader or SPEC_FILE} says): point {'it' if reader else 'the spec'} at the "
+            "key the chapter saves now, "
+            "or rerun the chapter's full profile"
+        )
     return node
+
+
+_MISSING = object()
+
+
+def _walk(node: object, parts: list[str]) -> object:
+    if not parts:
+        return node
+    if isinstance(node, list):
+        head = parts[0]
+        if head.lstrip("-").isdigit() and -len(node) <= int(head) < len(node):
+            return _walk(node[int(head)], parts[1:])
+        return _MISSING
+    if not isinstance(node, dict):
+        return _MISSING
+    for n in range(len(parts), 0, -1):  # the longest saved key first ("0.5" before "0")
+        name = ".".join(parts[:n])
+        if name in node:
+            found = _walk(node[name], parts[n:])
+            if found is not _MISSING:
+                return found
+    return _MISSING
 
 
 def split_interval(value: object) -> tuple[object, tuple[float, float] | None]:
@@ -218,12 +241,35 @@ def cell(row: Row, metrics: dict, chapter: str) -> Cell:
     return Cell(row.label, row.key, text, note, row.source)
 
 
+def inline_value(metrics: dict, key: str, kind: str, chapter: str, reader: str) -> str:
+    """One saved metric as a sentence shows it (``{fa-value}``): formatted like the table;
+    ``ratio`` and ``ms`` add their interval when one is saved, in the value itself or as
+    ``<key>_interval`` beside it."""
+    if kind not in FORMATS:
+        raise ValueError(f"format {kind!r} of '{key}' is not one of {FORMATS} ({reader})")
+    value, interval = split_interval(lookup(metrics, key, chapter, reader))
+    text = format_value(value, kind, key)
+    if kind in WITH_INTERVAL:
+        if interval is None:
+            beside = _walk(metrics, f"{key}_interval".split("."))
+            if isinstance(beside, list | tuple) and len(beside) == 2:
+                interval = tuple(beside)
+        if interval is not None:
+            text += " " + format_interval(interval, kind)
+    return text
+
+
+def check_full(record: dict, chapter: str, command: str) -> None:
+    """``ValueError`` unless ``record`` is a full-profile run."""
+    if record.get("profile") != "full":
+        raise ValueError(
+            f"results/{chapter}.json holds a {record.get('profile')!r} run, not a "
+            f"full-profile one: {command}"
+        )
+
+
 def table(chapter: ChapterSpec, record: dict) -> list[Cell]:
     """The rows of ``chapter``'s results table from its saved ``record``
     (``results.load_results``); ``ValueError`` if the record is not a full-profile run."""
-    if record.get("profile") != "full":
-        raise ValueError(
-            f"results/{chapter.name}.json holds a {record.get('profile')!r} run, not a "
-            f"full-profile one: {chapter.command}"
-        )
+    check_full(record, chapter.name, chapter.command)
     return [cell(row, record["metrics"], chapter.name) for row in chapter.table]

@@ -9,8 +9,14 @@
   contents, plain text before), its notebook and the command of its full run.
 - ``{fa-glossary}``: the glossary page, from ``book/fa/glossary.yml``.
 - ``{assignment-points}``: each nbgrader assignment's points, from its source notebook.
+- ``{fa-code} notebooks/03_taylor.ipynb`` with ``:cell: <id>``: that code cell of the English
+  notebook (its ``id`` field), shown left to right and highlighted as Python, under a line
+  naming the notebook; the page is rebuilt when the notebook changes.
 - role ``{fa-term}`pruning``` (or ``{fa-term}`هرس‌شده <pruning>```): the Persian term; its
   first use on a page adds the English in parentheses and links to the glossary.
+- role ``{fa-value}`taylor:params_removed_fraction:percent```: one saved metric of
+  ``results/<chapter>.json`` (dotted key into its metrics, a format of ``spec.FORMATS``),
+  left to right; ``ratio`` and ``ms`` add their interval when one is saved.
 
 Pages under ``fa_pages`` (default ``book/fa/``) are wrapped in ``<div dir="rtl" lang="fa">``
 and styled by ``static/course-fa.css`` (Vazirmatn, shipped in ``static/fonts``).
@@ -25,7 +31,7 @@ from pathlib import Path
 from docutils import nodes
 from docutils.parsers.rst import directives
 from sphinx import addnodes
-from sphinx.util.docutils import ReferenceRole, SphinxDirective
+from sphinx.util.docutils import ReferenceRole, SphinxDirective, SphinxRole
 
 from .. import paths, results
 from . import assignments, figures, glossary, spec
@@ -291,6 +297,57 @@ class AssignmentPoints(SphinxDirective):
         return [_table(headers, rows, ["fa-assignment-points"])]
 
 
+class NotebookCode(SphinxDirective):
+    """``{fa-code} <notebook>`` with ``:cell: <id>``: the English notebook's own code."""
+
+    required_arguments = 1
+    option_spec = {"cell": directives.unchanged_required}
+
+    def run(self) -> list[nodes.Node]:
+        notebook, cell_id = self.arguments[0], self.options.get("cell", "").strip()
+        where = f"{{fa-code}} on page {self.env.docname}"
+        if not cell_id:
+            raise self.error(f"{where}: name the cell of {notebook} to show (:cell: <id>)")
+        root = Path(self.env.config.fa_code_root or paths.REPO_ROOT)
+        path = root / notebook
+        if not path.is_file():
+            raise self.error(
+                f"{where}: no notebook {notebook} (looked for {path}; cell {cell_id}): "
+                "give its path from the repository's root, e.g. notebooks/03_taylor.ipynb"
+            )
+        self.env.note_dependency(str(path))
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise self.error(f"{where}: {notebook} is not a notebook ({error})") from error
+        cell = next((c for c in cells if c.get("id") == cell_id), None)
+        if cell is None:
+            raise self.error(
+                f"{where}: notebook {notebook} has no cell with id {cell_id!r}: the cell was "
+                'removed or its id changed; list the ids with python -c "import json; '
+                f"[print(c['id'], c['source'][:1]) for c in json.load(open('{notebook}'))"
+                "['cells']]\""
+            )
+        if cell.get("cell_type") != "code":
+            raise self.error(
+                f"{where}: cell {cell_id!r} of {notebook} is a {cell.get('cell_type')} cell, "
+                "not a code cell"
+            )
+        source = cell["source"]
+        code = ("".join(source) if isinstance(source, list) else source).rstrip()
+        block = nodes.literal_block(code, code, language="python", classes=["fa-code"])
+        self.set_source_info(block)
+        caption = _paragraph(
+            "کد از نوت‌بوک انگلیسی ",
+            nodes.literal(text=notebook),
+            " (سلول ",
+            nodes.literal(text=cell_id),
+            "):",
+        )
+        caption["classes"] += ["fa-code-caption"]
+        return [nodes.container("", caption, block, classes=["fa-code-cell"])]
+
+
 # -- the term role -----------------------------------------------------------------------------
 
 
@@ -311,6 +368,35 @@ class TermRole(ReferenceRole):
         node += nodes.inline(term.en, term.en, classes=["fa-ltr", "fa-en"])
         node += nodes.Text(")")
         return [node], []
+
+
+class ValueRole(SphinxRole):
+    """``{fa-value}`<chapter>:<dotted key>:<format>```: one saved metric, left to right."""
+
+    def run(self) -> tuple[list[nodes.Node], list[nodes.system_message]]:
+        where = f"{{fa-value}} on page {self.env.docname}"
+        try:
+            chapter, key, kind = (part.strip() for part in self.text.split(":"))
+        except ValueError:
+            return self.fail(
+                f"{where}: write {{fa-value}}`<chapter>:<key>:<format>` "
+                f"(e.g. taylor:params_removed_fraction:percent), not {self.text!r}"
+            )
+        try:
+            entry = _spec(self.env).chapter(chapter)
+            record = _record(self.env, chapter)
+            if record is None:
+                text = "نتیجهٔ اجرای کامل هنوز ذخیره نشده است"
+                return [nodes.inline(text, text, classes=["fa-value", "fa-no-result"])], []
+            spec.check_full(record, chapter, entry.command)
+            text = spec.inline_value(record["metrics"], key, kind, chapter, where)
+        except (KeyError, ValueError, FileNotFoundError) as error:
+            return self.fail(_message(error))
+        return [nodes.inline(text, text, classes=["fa-ltr", "fa-value"])], []
+
+    def fail(self, text: str) -> tuple[list[nodes.Node], list[nodes.system_message]]:
+        message = self.inliner.reporter.error(text, line=self.lineno)
+        return [self.inliner.problematic(self.rawtext, self.rawtext, message)], [message]
 
 
 def _link_terms(app, doctree, docname: str) -> None:
@@ -350,13 +436,16 @@ def setup(app) -> dict:
     app.add_config_value("fa_results_spec", str(spec.SPEC_FILE), "env")
     app.add_config_value("fa_results_dir", None, "env")
     app.add_config_value("fa_assignments_dir", None, "env")
+    app.add_config_value("fa_code_root", None, "env")
     app.add_node(fa_term_link)
     app.add_role("fa-term", TermRole())
+    app.add_role("fa-value", ValueRole())
     app.add_directive("results-table", ResultsTable)
     app.add_directive("results-figure", ResultsFigure)
     app.add_directive("chapter-links", ChapterLinks)
     app.add_directive("fa-glossary", Glossary)
     app.add_directive("assignment-points", AssignmentPoints)
+    app.add_directive("fa-code", NotebookCode)
     app.connect("config-inited", _add_static)
     app.connect("doctree-resolved", _link_terms)
     app.connect("html-page-context", _right_to_left)
