@@ -50,10 +50,25 @@ TERM_ROLE = re.compile(r"\{fa-term\}`([^`]+)`")
 
 def seed_text(text: str) -> str:
     """Seed text with the differences of spelling that text extraction leaves removed:
-    Arabic yeh and kaf, zero-width non-joiners, spaces, diacritics, the ezafe."""
+    Arabic yeh and kaf, zero-width non-joiners, spaces, diacritics, the ezafe; seed 002's
+    extraction writes yeh and kaf as U+036C and U+037A and glues its footnote numbers into
+    words (انتقال٢۶ͬ: انتقالی with footnote 26)."""
     text = text.replace("ي", "ی").replace("ى", "ی").replace("ك", "ک")
+    text = text.replace("\u036c", "ی").replace("\u037a", "ک")
+    text = re.sub("(?<=[\u0621-\u064a])[\u0660-\u0669\u06f0-\u06f9]+(?=[ی\u0621-\u064a])", "", text)
     text = re.sub("ه[\u200c ]ی(?=\\s)", "ه", text)
     return re.sub(r"[\u200c\u200d\u0640\u0654\u064b-\u0652\s]", "", text)
+
+
+def seed_forms(phrase: str) -> set[str]:
+    """How a seed may write ``phrase``: as it is, its words reversed (seed 002's extraction
+    reverses the word order of its lines), or in the plural (مسیر موازی: مسیرهای موازی)."""
+    words = phrase.split()
+    plurals = [" ".join([words[0] + ("های" if len(words) > 1 else "ها"), *words[1:]])]
+    forms = set()
+    for form in [phrase, *plurals]:
+        forms |= {seed_text(form), seed_text(" ".join(reversed(form.split())))}
+    return forms
 
 
 # -- the glossary -------------------------------------------------------------------------------
@@ -70,20 +85,50 @@ def test_the_glossary_has_the_course_terms():
 
 @pytest.mark.skipif(not SEEDS.is_dir(), reason=f"no source documents at {SEEDS}")
 def test_glossary_terms_are_the_ones_the_source_documents_use():
-    """A term that names seeds appears in each of them (seed 002's extraction reverses the
-    word order of its lines, so the reversed phrase counts too)."""
+    """A term, a variant or a rejected word that names seeds appears in each of them."""
     texts = {p.name[:3]: seed_text(p.read_text(encoding="utf-8")) for p in SEEDS.glob("*.txt")}
     terms = glossary.load_glossary(FA / "glossary.yml").values()
     missing = []
     for term in terms:
-        forms = {seed_text(term.fa), seed_text(" ".join(reversed(term.fa.split())))}
+        words = [(term.fa, term.seeds), *[(v.fa, v.seeds) for v in term.variants]]
+        words += [(r.fa, r.seeds) for r in term.rejected]
         missing += [
-            f"{term.en} / {term.fa}: not in seed {number}"
-            for number in term.seeds
-            if not any(form in texts[number] for form in forms)
+            f"{term.en} / {fa}: not in seed {number}"
+            for fa, seeds in words
+            for number in seeds
+            if not any(form in texts[number] for form in seed_forms(fa))
         ]
     assert not missing, "\n".join(missing)
     assert sum(bool(t.seeds) for t in terms) >= 30, "most terms should come from the sources"
+
+
+def test_the_settled_terms_and_the_seeds_variants_are_recorded():
+    """Issue 26: one term per concept, the sources' usage first; the ambiguous ones settled,
+    the sources' other words recorded."""
+    terms = glossary.load_glossary(FA / "glossary.yml")
+    settled = {
+        "accuracy": "صحت",
+        "full precision": "دقت کامل",
+        "core": "هسته",
+        "kernel": "کرنل",
+        "pooling": "ادغام",
+        "merge": "ترکیب",
+        "epoch": "ایپاک",
+        "cross-entropy": "آنتروپی متقابل",
+    }
+    assert {en: terms.term(en).fa for en in settled} == settled
+    rejected = {(t.key, r.fa) for t in terms.values() for r in t.rejected}
+    assert {("accuracy", "دقت"), ("epoch", "دوره"), ("kernel", "هسته"), ("merge", "ادغام")} <= (
+        rejected
+    )
+    variants = {v.fa for t in terms.values() for v in t.variants} | {t.fa for t in terms.values()}
+    for word in ["پیچشی", "هرس مرحله‌به‌مرحله", "هرس وزنی", "هرس کانالی", "متغیر تصمیم‌گیری",
+                 "ریسمان", "سربار", "دووجهی", "واحد گیرهٔ اصلاح‌شده", "تابع ضرر"]:  # fmt: skip
+        assert any(word in v for v in variants), word
+    for english in ["kurtosis", "quantile", "feature map", "backpropagation", "amplitude"]:
+        assert terms.term(english).seeds, english
+    for en, seeds in [("parallel path", {"000", "001"}), ("transfer learning", {"002"})]:
+        assert set(terms.term(en).seeds) == seeds, en
 
 
 def test_a_broken_glossary_is_refused_with_every_problem_listed(tmp_path):
@@ -116,6 +161,82 @@ def test_every_term_a_persian_page_uses_is_in_the_glossary():
     for english in used:
         terms.term(english)
     assert len(used) >= 40
+
+
+def test_a_latin_word_before_a_number_is_isolated_on_persian_pages_only(tmp_path):
+    page = (
+        "# روش ReCU\n\nبا ReCU 600 ایپاک و Restart Kernel and Run All Cells، روی CIFAR-10.\n\n"
+        "کد `ReCU 1` و $x_{ReCU}$ دست نمی‌خورند.\n\n```python\nrun(ReCU, 600)\n```\n"
+    )
+    out = sphinx_build(
+        tmp_path,
+        {"book/fa/05_bnn.md": page, "notebooks/05_bnn.md": "# 5. BNN\n\nReCU 600 epochs.\n"},
+        {},
+    )
+    html = (out / "book" / "fa" / "05_bnn.html").read_text()
+    latin = '<span class="fa-ltr fa-latin">'
+    assert f"با {latin}ReCU</span> 600 ایپاک" in html, "the word alone, the number after it"
+    assert f"{latin}Restart Kernel and Run All Cells</span>، روی {latin}CIFAR-10</span>." in html
+    assert f"روش {latin}ReCU</span>" in html, "headings too"
+    assert html.count(latin) == 4, "not inside code or math"
+    english = (out / "notebooks" / "05_bnn.html").read_text()
+    assert "fa-latin" not in english
+
+
+PAGE_WITH_REJECTED_WORDS = """# صفحه
+
+صحت شبکه با دقت کامل سنجیده شد و به‌دقت گزارش شد.
+دقت شبکه پس از 30 دوره بالا رفت؛ برنامهٔ دوره‌ای نرخ یادگیری ساده است.
+هستهٔ کانولوشن 3x3 روی هسته‌های پردازنده اجرا می‌شود؛ لایهٔ ادغام بیشینه.
+خروجی مسیرها ادغام می‌شوند. دقت‌های دو روش. واژهٔ «دقت» اینجا فقط نام برده شده است.
+
+```python
+accuracy = "دقت"  # code: not prose
+```
+
+$\\text{دقت}$ و {fa-term}`دقت <accuracy>`
+
+```{figure} x.png
+:alt: دقت در متن جایگزین
+زیرنویس با دوره
+```
+"""
+
+
+def test_a_rejected_word_in_a_page_s_prose_is_named_with_its_line_and_the_term():
+    terms = glossary.load_glossary(FA / "glossary.yml")
+    text = sections.prose(PAGE_WITH_REJECTED_WORDS, directive_bodies=True)
+    found = glossary.rejected_uses(text, terms, "book/fa/demo.md")
+    words = [re.search(r":(\d+): «([^»]+)»", f).groups() for f in found]
+    assert words == [
+        ("4", "دقت"),
+        ("4", "دوره"),
+        ("5", "هستهٔ کانولوشن"),
+        ("6", "ادغام می‌شوند"),
+        ("6", "دقت"),
+        ("16", "دوره"),
+    ], found
+    assert found[0] == (
+        "book/fa/demo.md:4: «دقت» is not the course's word for accuracy ("
+        + terms.term("accuracy").rejected[0].reason
+        + "): write «صحت»"
+    )
+
+
+def test_no_persian_page_uses_a_rejected_word():
+    """Issue 26: one term per concept. Prose only: code, math, roles and directives'
+    arguments and options are not read; the glossary's notes and the results spec's labels
+    are shown to the reader, so they are read too."""
+    terms = glossary.load_glossary(FA / "glossary.yml")
+    found = []
+    for page in sorted(FA.glob("*.md")):
+        text = sections.prose(page.read_text(encoding="utf-8"), directive_bodies=True)
+        found += glossary.rejected_uses(text, terms, f"book/fa/{page.name}")
+    for term in terms.values():
+        found += glossary.rejected_uses(term.note, terms, f"book/fa/glossary.yml ({term.en})")
+    shown = (FA / "results.yml").read_text(encoding="utf-8")
+    found += glossary.rejected_uses(sections.prose(shown), terms, "book/fa/results.yml")
+    assert not found, "\n".join(found)
 
 
 # -- Latin digits, the font ---------------------------------------------------------------------
@@ -464,7 +585,7 @@ def test_a_saved_result_becomes_a_table_and_a_figure_on_a_right_to_left_page(tmp
     table = html[html.index("fa-results-table") : html.index("</table>")]
     assert '<span class="fa-ltr">81.2%</span>' in table
     assert '<span class="fa-ltr">-1.2</span>' in table, "values come from the file"
-    assert '<span class="fa-ltr">-4</span> (دقت از' in table, "signed numbers stay left to right"
+    assert '<span class="fa-ltr">-4</span> (' in table, "signed numbers stay left to right"
     assert "<code" in table and "params_removed_fraction" in table
     assert "2026-01-02" in html and "0123456789ab" in html and "Test CPU, 2 cores" in html
     assert re.search(r'<img[^>]+src="data:image/svg\+xml;base64,', html)

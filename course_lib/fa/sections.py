@@ -135,30 +135,76 @@ def page_headings(path: Path | str) -> list[str]:
     return _headings(Path(path).read_text(encoding="utf-8").splitlines(), range(1, 7))
 
 
-def prose(text: str) -> str:
-    """A MyST page's prose: without front matter, fenced blocks (code, directives), tables,
-    comments, display and inline math, roles with their content and inline code."""
-    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)
-    kept, fence = [], None
-    for line in text.splitlines():
+CODE_DIRECTIVES = {
+    "code",
+    "code-block",
+    "code-cell",
+    "sourcecode",
+    "literalinclude",
+    "math",
+    "raw",
+    "eval-rst",
+    "toctree",
+    "bibliography",
+    "fa-code",
+    "results-table",
+    "chapter-links",
+    "fa-glossary",
+    "assignment-points",
+}
+"""Directives whose content is not prose (code, math, data)."""
+
+
+def _blank(match: re.Match) -> str:
+    return re.sub(r"[^\n]", " ", match.group(0))
+
+
+def prose(text: str, directive_bodies: bool = False) -> str:
+    """A MyST page's prose, every other part blanked and the lines kept (so a match's line
+    is the page's line): front matter, fenced blocks (code, and directives: their name,
+    argument and options always, their content unless ``directive_bodies`` and the
+    directive holds text, like ``{note}`` or a figure's caption), tables, comments,
+    labels, display and inline math, roles with their content and inline code."""
+    lines = text.split("\n")
+    if lines and lines[0].strip() == "---" and "---" in (x.strip() for x in lines[1:]):
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+        lines[: end + 1] = [""] * (end + 1)
+    kept: list[str] = []
+    stack: list[tuple[str, bool, bool]] = []  # fence, content kept, still in its options
+    for line in lines:
         opened = FENCE.match(line)
-        if fence:
-            if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
-                fence = None
-            continue
+        rest = line[opened.end() :].strip() if opened else ""
+        if stack:
+            fence, keep, options = stack[-1]
+            if opened and not rest and opened.group(1)[0] == fence[0]:
+                if len(opened.group(1)) >= len(fence):
+                    stack.pop()
+                    kept.append("")
+                    continue
+            if not keep:
+                kept.append("")
+                continue
+            if options and re.match(r"\s*:[\w-]+:", line):
+                kept.append("")
+                continue
+            stack[-1] = (fence, keep, False)
         if opened:
-            fence = opened.group(1)
+            name = re.match(r"\{([\w:-]+)\}", rest)
+            keep = bool(directive_bodies and name and name.group(1) not in CODE_DIRECTIVES)
+            stack.append((opened.group(1), keep, True))
+            kept.append("")
             continue
         stripped = line.lstrip()
         if stripped.startswith(("|", "%")) or re.match(r"\([\w.-]+\)=\s*$", stripped):
-            continue  # a table row, a comment, a label
+            kept.append("")  # a table row, a comment, a label
+            continue
         kept.append(line)
     text = "\n".join(kept)
-    text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
-    text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.S)
-    text = re.sub(r"(?<!\\)\$[^$\n]+?(?<!\\)\$", " ", text)
-    text = re.sub(r"\{[\w:.-]+\}`[^`]*`", " ", text)
-    return re.sub(r"`[^`\n]*`", " ", text)
+    text = re.sub(r"<!--.*?-->", _blank, text, flags=re.S)
+    text = re.sub(r"\$\$.*?\$\$", _blank, text, flags=re.S)
+    text = re.sub(r"(?<!\\)\$[^$\n]+?(?<!\\)\$", _blank, text)
+    text = re.sub(r"\{[\w:.-]+\}`[^`]*`", _blank, text)
+    return re.sub(r"`[^`\n]*`", _blank, text)
 
 
 def prose_words(text: str) -> int:

@@ -19,7 +19,10 @@
   left to right; ``ratio`` and ``ms`` add their interval when one is saved.
 
 Pages under ``fa_pages`` (default ``book/fa/``) are wrapped in ``<div dir="rtl" lang="fa">``
-and styled by ``static/course-fa.css`` (Vazirmatn, shipped in ``static/fonts``).
+and styled by ``static/course-fa.css`` (Vazirmatn, shipped in ``static/fonts``). On those pages
+each run of Latin words in the prose (``ReCU``, ``ResNet-20``, ``ONNX Runtime``) becomes a
+left-to-right isolate (``<span class="fa-ltr fa-latin">``, :data:`LATIN_RUN`), so that a number
+after it keeps its place: "ReCU 600 ایپاک" reads ReCU, then 600, from the right.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ STATIC = Path(__file__).parent / "static"
 NUMBER = re.compile(r"((?<![\w.\-])[+\-\u2212]?\d+(?:[.,]\d+)*(?:%|x)?)(?!\w)")
 """A number inside Persian text ("-4", "+1", "92%", "2.68x", "10,000"); not the digits of a
 name ("CIFAR-10", "VGG16", "3x3")."""
+LATIN_WORD = r"[A-Za-z][A-Za-z0-9]*(?:[-.+_/'][A-Za-z0-9]+)*\+*"
+LATIN_RUN = re.compile(rf"{LATIN_WORD}(?: +{LATIN_WORD})*")
+"""Latin words (each starting with a letter: ``CIFAR-10``, ``VGG16``, ``C++``), the spaces
+between them included, so that an English phrase stays one left-to-right run; a number
+after them is not part of the run ("ReCU 600": the run is ``ReCU``)."""
 FIGURE_NUMBER = re.compile(r'<span class="caption-number">Fig\. ([0-9.]+) </span>')
 CSS = "course-fa.css"
 
@@ -256,6 +264,27 @@ class ChapterLinks(ChapterDirective):
         return [bullets]
 
 
+def _seeds(numbers: tuple[str, ...]) -> str:
+    if not numbers:
+        return ""
+    word = "منبع" if len(numbers) == 1 else "منبع‌های"
+    return f" ({word} {'، '.join(numbers)})"
+
+
+def _other_words(term: glossary.Term) -> list[nodes.Node]:
+    """The sources' other words for a term (allowed) and the words the course does not use
+    for it, with why, after its note."""
+    parts: list[nodes.Node] = []
+    if term.variants:
+        words = "، ".join(f"«{v.fa}»{_seeds(v.seeds)}" for v in term.variants)
+        text = f" در منابع همچنین: {words}."
+        parts.append(nodes.inline(text, text, classes=["fa-note", "fa-variants"]))
+    for rejected in term.rejected:
+        text = f" «{rejected.fa}» برای این مفهوم به کار نمی‌رود: {rejected.reason}."
+        parts.append(nodes.inline(text, text, classes=["fa-note", "fa-rejected"]))
+    return parts
+
+
 class Glossary(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         try:
@@ -263,7 +292,7 @@ class Glossary(SphinxDirective):
         except (ValueError, FileNotFoundError) as error:
             raise self.error(str(error)) from error
         rows = [
-            [[nodes.strong(t.fa, t.fa)], [_ltr(t.en)], [t.note]]
+            [[nodes.strong(t.fa, t.fa)], [_ltr(t.en)], [t.note, *_other_words(t)]]
             for t in sorted(terms.values(), key=lambda t: t.key)
         ]
         table = _table(["فارسی", "English", "معنا در این درس"], rows, ["fa-glossary"])
@@ -415,6 +444,61 @@ def _link_terms(app, doctree, docname: str) -> None:
         node.replace_self(link)
 
 
+# -- left-to-right runs in Persian prose ------------------------------------------------------
+
+KEEP_AS_IS = (
+    nodes.FixedTextElement,  # literal blocks, doctest blocks
+    nodes.literal,
+    nodes.math,
+    nodes.math_block,
+    nodes.raw,
+    nodes.comment,
+    nodes.citation_reference,
+    nodes.image,
+)
+
+
+def _kept(node: nodes.Node) -> bool:
+    """Text the transform leaves alone: code, math, raw, and what is left to right already."""
+    ancestor = node.parent
+    while ancestor is not None:
+        if isinstance(ancestor, KEEP_AS_IS):
+            return True
+        classes = ancestor.get("classes", []) if isinstance(ancestor, nodes.Element) else []
+        if "fa-ltr" in classes or any(c.startswith("bibtex") for c in classes):
+            return True
+        ancestor = ancestor.parent
+    return False
+
+
+def isolate_latin(doctree: nodes.Node) -> int:
+    """Wrap each run of Latin words (:data:`LATIN_RUN`) of the text in ``doctree`` in a
+    left-to-right isolate; returns how many runs were wrapped."""
+    wrapped = 0
+    for text in list(doctree.findall(nodes.Text)):
+        if _kept(text) or not LATIN_RUN.search(text.astext()):
+            continue
+        parts: list[nodes.Node] = []
+        source, at = text.astext(), 0
+        for match in LATIN_RUN.finditer(source):
+            if match.start() > at:
+                parts.append(nodes.Text(source[at : match.start()]))
+            parts.append(
+                nodes.inline(match.group(0), match.group(0), classes=["fa-ltr", "fa-latin"])
+            )
+            at = match.end()
+            wrapped += 1
+        if at < len(source):
+            parts.append(nodes.Text(source[at:]))
+        text.parent.replace(text, parts)
+    return wrapped
+
+
+def _isolate_latin(app, doctree, docname: str) -> None:
+    if docname.startswith(app.config.fa_pages):
+        isolate_latin(doctree)
+
+
 # -- the page -----------------------------------------------------------------------------------
 
 
@@ -448,6 +532,7 @@ def setup(app) -> dict:
     app.add_directive("fa-code", NotebookCode)
     app.connect("config-inited", _add_static)
     app.connect("doctree-resolved", _link_terms)
+    app.connect("doctree-resolved", _isolate_latin)
     app.connect("html-page-context", _right_to_left)
     app.add_css_file(CSS)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
