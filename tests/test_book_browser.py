@@ -209,7 +209,22 @@ PERSIAN = """async () => {
   // a signed number ("-4", "+1") keeps its sign on the left
   const signed = [...page.querySelectorAll('.fa-ltr')]
     .find(e => /^[+-][0-9]/.test(e.textContent));
+  // a Latin word followed by a number ("CIFAR-10 60000"): the number is read after the
+  // word, right to left, so its box lies left of the word's
+  const latinThenNumber = [...page.querySelectorAll('.fa-latin')]
+    .filter(e => e.nextSibling && e.nextSibling.nodeType === Node.TEXT_NODE
+      && /^ [0-9]/.test(e.nextSibling.textContent))
+    .map(e => {
+      const range = document.createRange();
+      const digits = e.nextSibling.textContent.slice(1).match(/^[0-9][0-9.,]*/)[0];
+      range.setStart(e.nextSibling, 1);
+      range.setEnd(e.nextSibling, 1 + digits.length);
+      const word = e.getBoundingClientRect(), number = range.getBoundingClientRect();
+      return {text: e.textContent + ' ' + digits, sameLine: Math.abs(word.y - number.y) < 4,
+              numberRight: number.right, wordLeft: word.left};
+    });
   return {
+    latinThenNumber,
     dir: page.getAttribute('dir'), lang: page.getAttribute('lang'),
     notRtl: prose.filter(e => direction(e) !== 'rtl').map(e => e.textContent.slice(0, 40)),
     notLtr: islands.filter(e => direction(e) !== 'ltr').map(e => e.textContent.slice(0, 40)),
@@ -230,14 +245,15 @@ PERSIAN = """async () => {
 @pytest.mark.slow
 def test_the_persian_pages_read_right_to_left_offline(persian_book, browser):
     """Every Persian page, in a book whose chapter pages are stand-ins (test_book_fa.py):
-    right to left with code, math and numbers left to right inside, the shipped font
+    right to left with code, math and numbers left to right inside (a number after a Latin
+    word read after it: the index page's "CIFAR-10 60000"), the shipped font
     loaded, results as HTML tables with their figures (or the labelled note), math typeset,
     no console error and no request leaving the machine."""
     from course_lib.results import load_results
 
     shots = os.environ.get("BOOK_SCREENSHOTS")
     problems: dict[str, list[str]] = {}
-    signed = terms = 0
+    signed = terms = latin_runs = 0
     for name in FA_PAGES:
         page, errors, blocked = open_offline(
             browser, persian_book.html / "book" / "fa" / f"{name}.html"
@@ -274,6 +290,12 @@ def test_the_persian_pages_read_right_to_left_offline(persian_book, browser):
             persian, english = seen["termOrder"]
             if not persian > english:
                 found.append(f"'Persian (English)' laid out left to right: {seen['termOrder']}")
+        for run in seen["latinThenNumber"]:
+            if not run["sameLine"]:
+                continue  # wrapped between the word and the number: no order to see
+            latin_runs += 1
+            if not run["numberRight"] <= run["wordLeft"] + 0.5:
+                found.append(f"a number shows before the Latin word it follows: {run}")
         if seen["signOrder"]:
             signed += 1
             sign, digit = seen["signOrder"]
@@ -287,4 +309,4 @@ def test_the_persian_pages_read_right_to_left_offline(persian_book, browser):
             problems[name] = found
     report = [f"{name}: {problem}" for name, found in problems.items() for problem in found]
     assert not report, "what a Persian reader would see wrong:\n" + "\n".join(report)
-    assert terms >= 5 and signed >= 1, (terms, signed)
+    assert terms >= 5 and signed >= 1 and latin_runs >= 1, (terms, signed, latin_runs)
