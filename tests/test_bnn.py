@@ -283,11 +283,9 @@ def test_packed_conv_is_bit_exact_on_every_path(shape):
     x_nhwc = x.permute(0, 2, 3, 1).contiguous()
     assert torch.equal(packed.dot(x_nhwc, "torch"), want)
     assert torch.equal(packed.dot(x_nhwc, "cpp"), want)
-    kernel.force_portable(True)
-    try:
-        assert torch.equal(packed.dot(x_nhwc, "cpp"), want), "portable popcount"
-    finally:
-        kernel.force_portable(False)
+    for isa in kernel.isas_here():
+        with kernel.capped_isa(isa):
+            assert torch.equal(packed.dot(x_nhwc, "cpp"), want), f"{isa} popcount"
     assert torch.equal(packed.sign_weight(), sign_w), "bits unpack to the weights"
 
 
@@ -303,15 +301,21 @@ def test_fused_layer_is_identical_in_both_backends(act):
         torch.rand(33, generator=g),
     )
     residual = torch.randn(2, 5, 6, 33, generator=g)
-    a = packed.forward(x_nhwc, scale, bias, residual, act, slope, "cpp")
     b = packed.forward(x_nhwc, scale, bias, residual, act, slope, "torch")
-    assert torch.equal(a, b)
+    for isa in kernel.isas_here():  # each path has its own epilogue (scalar, AVX2, AVX-512)
+        with kernel.capped_isa(isa):
+            a = packed.forward(x_nhwc, scale, bias, residual, act, slope, "cpp")
+        assert torch.equal(a, b), isa
     dot = packed.dot(x_nhwc, "torch").float()
     torch.testing.assert_close(a, kernel.epilogue(dot, scale, bias, residual, act, slope))
 
 
 def test_kernel_reports_its_path_and_rejects_bad_input():
-    assert bnn.kernel_path() in ("avx512-vpopcntdq", "portable")
+    assert bnn.kernel_path() in kernel.ISAS
+    assert kernel.isas_here()[-1] == bnn.kernel_path()
+    with pytest.raises(ValueError, match="unknown popcount 'sse'"):
+        with kernel.capped_isa("sse"):
+            pass
     _, _, _, packed = _layer(SHAPES[1])
     with pytest.raises(ValueError, match="float32 NHWC input with 3 channels"):
         packed.dot(torch.zeros(1, 7, 9, 4))
@@ -375,6 +379,22 @@ def test_packed_network_logits_match_pytorch(cfg):
         assert torch.equal(got, want), f"{backend}: {(got - want).abs().max().item():.3g}"
     report = bnn.check_layers_exact(model, x, "cpp")
     assert report == {"layers": 18, "values": report["values"], "mismatches": 0}
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.act}-{c.shortcut}")
+def test_the_native_body_is_one_call_and_equals_the_layer_by_layer_engine(cfg):
+    model = _scrambled(cfg, seed=4)
+    engine = PackedResNet.from_model(model, "cpp")
+    h = engine.stem(torch.randn(3, 3, 32, 32))
+    want = engine.body_layer_by_layer(h)
+    assert engine.native_body().layers() == 18
+    assert torch.equal(engine.body(h), want)
+    before = torch.get_num_threads()
+    two = PackedResNet.from_model(model, "cpp", threads=2)
+    assert torch.equal(two.body(h), want), "two threads, the same floats"
+    assert torch.get_num_threads() == before, "the caller's thread setting is restored"
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        PackedResNet.from_model(model, "cpp", threads=0)
 
 
 def test_eval_mode_folds_batchnorm_without_changing_the_function():

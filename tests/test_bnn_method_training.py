@@ -121,7 +121,10 @@ def test_dabnn_amplitudes_run_after_the_kernel_and_survive_the_file(tmp_path):
         want = model(x)
     assert torch.equal(loaded(x), want)
     if bnn.kernel_available():
-        assert torch.allclose(bnn.load_packed(tmp_path / "dabnn.cbnn", "cpp")(x), want, atol=1e-5)
+        native = bnn.load_packed(tmp_path / "dabnn.cbnn", "cpp")
+        h = native.stem(x)
+        assert torch.equal(native.body(h), native.body_layer_by_layer(h)), "one C++ call"
+        assert torch.allclose(native(x), want, atol=1e-5)
 
 
 def test_eval_folds_the_binary_path_statistics_of_the_dual_batchnorm():

@@ -155,11 +155,21 @@ class PackedLayer:
 
 class PackedResNet:
     """A trained binary ResNet, packed. ``engine(images)`` -> logits, like the model in
-    eval mode. ``backend``: "auto" (C++ kernel where it builds), "cpp" or "torch"."""
+    eval mode. ``backend``: "auto" (C++ kernel where it builds), "cpp" or "torch";
+    ``threads``: how many threads the binary body uses (1 by default, the embedded case).
 
-    def __init__(self, tensors: dict[str, torch.Tensor], meta: dict, backend: str = "auto"):
-        self.tensors, self.meta = tensors, meta
+    With the C++ backend the binary body (every block, from the stem's output to the head's
+    input) is one native call (:meth:`native_body`): the weights are put in the inner loop's
+    layout once, and control does not return to Python between layers."""
+
+    def __init__(
+        self, tensors: dict[str, torch.Tensor], meta: dict, backend: str = "auto", threads: int = 1
+    ):
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self.tensors, self.meta, self.threads = tensors, meta, threads
         self.backend = resolve_backend(backend)
+        self._native = None
         self.layers: list[PackedLayer] = []
         for i, spec in enumerate(meta["layers"]):
             t = lambda name, i=i: tensors[f"layers.{i}.{name}"]  # noqa: E731
@@ -176,7 +186,9 @@ class PackedResNet:
     # --- building ---------------------------------------------------------------------------
 
     @classmethod
-    def from_model(cls, model: BinaryResNet, backend: str = "auto") -> PackedResNet:
+    def from_model(
+        cls, model: BinaryResNet, backend: str = "auto", threads: int = 1
+    ) -> PackedResNet:
         """Pack a trained binary ResNet (its eval-mode behaviour)."""
         if not isinstance(model, BinaryResNet):
             raise TypeError(f"expected a BinaryResNet, got {type(model).__name__}")
@@ -225,7 +237,7 @@ class PackedResNet:
         tensors["head.weight"] = linear.weight.detach().float()
         tensors["head.bias"] = linear.bias.detach().float()
         meta = {"stem_act": act_name(act), "layers": layers, "blocks": blocks}
-        return cls({k: v.contiguous() for k, v in tensors.items()}, meta, backend)
+        return cls({k: v.contiguous() for k, v in tensors.items()}, meta, backend, threads)
 
     # --- running ------------------------------------------------------------------------------
 
@@ -240,7 +252,22 @@ class PackedResNet:
 
     @torch.no_grad()
     def body(self, h: torch.Tensor) -> torch.Tensor:
-        """The binary blocks, NHWC float32 in and out."""
+        """The binary blocks, NHWC float32 in and out: one native call with the C++
+        backend, layer by layer from Python with the PyTorch one."""
+        if self.backend == "cpp":
+            return self.native_body().forward(h, self.threads)
+        return self.body_layer_by_layer(h)
+
+    def native_body(self):
+        """The C++ ``PackedBody`` holding every binary layer (built on first use)."""
+        if self._native is None:
+            self._native = build_native_body(self)
+        return self._native
+
+    @torch.no_grad()
+    def body_layer_by_layer(self, h: torch.Tensor) -> torch.Tensor:
+        """The binary blocks one :class:`PackedLayer` at a time (each layer one kernel call
+        with the C++ backend): the reference the native body is tested against."""
         for b, block in enumerate(self.meta["blocks"]):
             first, second = self.layers[2 * b], self.layers[2 * b + 1]
             h1 = first(h, self.shortcut(b, block, h, first.conv.out_channels), self.backend)
@@ -270,10 +297,70 @@ class PackedResNet:
         return self.head(self.body(self.stem(x)))
 
     def describe(self) -> str:
-        path = kernel_path() if self.backend == "cpp" else "pure PyTorch"
+        path = f"one C++ call, {kernel_path()}" if self.backend == "cpp" else "pure PyTorch"
         amplitudes = sum(layer.tail is not None for layer in self.layers)
-        extra = f", {amplitudes} with DA-BNN amplitudes in PyTorch" if amplitudes else ""
-        return f"packed binary ResNet ({len(self.layers)} binary convs{extra}, {path})"
+        extra = f", {amplitudes} with DA-BNN amplitudes" if amplitudes else ""
+        threads = f", {self.threads} threads" if self.threads > 1 else ""
+        return f"packed binary ResNet ({len(self.layers)} binary convs{extra}, {path}{threads})"
+
+
+SHORTCUTS = {"identity": 0, "pad": 1, "conv": 2}
+"""The C++ body's shortcut kinds (``Shortcut`` in ``csrc/binary_conv.cpp``)."""
+
+
+def build_native_body(engine: PackedResNet):
+    """The C++ ``PackedBody`` of ``engine``: its blocks' shortcuts and its layers in order,
+    the weights in the kernel's word layout."""
+    body = load_kernel().PackedBody()
+    empty = torch.zeros(0)
+    t = engine.tensors
+    for b, block in enumerate(engine.meta["blocks"]):
+        out_channels = engine.layers[2 * b].conv.out_channels
+        if block["shortcut"] == "conv":
+            p = f"blocks.{b}.shortcut"
+            mean, var, weight, bias, eps = (t[f"{p}.bn.{k}"] for k in BN_FIELDS)
+            body.add_block(
+                2,
+                block["stride"],
+                out_channels,
+                t[f"{p}.weight"],
+                mean,
+                var,
+                weight,
+                bias,
+                float(eps),
+            )
+        else:
+            kind = SHORTCUTS[block["shortcut"]]
+            body.add_block(
+                kind, block["stride"], out_channels, empty, empty, empty, empty, empty, 0.0
+            )
+    for layer in engine.layers:
+        c = layer.conv
+        slope = empty if layer.slope is None else layer.slope.float().contiguous()
+        body.add_layer(
+            c.threshold,
+            c.words(),
+            c.taps,
+            layer.scale.float(),
+            layer.bias.float(),
+            ACTIVATIONS[layer.act],
+            slope,
+            c.stride,
+            c.padding,
+        )
+        if layer.tail is not None:
+            mean, var, weight, bias, eps = (layer.tail.bn[f"bn.{k}"] for k in BN_FIELDS)
+            body.set_amplitude(
+                layer.tail.channel_kernel,
+                layer.tail.spatial_kernel,
+                mean,
+                var,
+                weight,
+                bias,
+                float(eps),
+            )
+    return body
 
 
 BN_FIELDS = ("mean", "var", "weight", "bias", "eps")
@@ -328,7 +415,7 @@ def save_packed(engine: PackedResNet, path: str | Path) -> int:
     return Path(path).stat().st_size
 
 
-def load_packed(path: str | Path, backend: str = "auto") -> PackedResNet:
+def load_packed(path: str | Path, backend: str = "auto", threads: int = 1) -> PackedResNet:
     """Read a file written by :func:`save_packed`. Raises :class:`PackedFileError` when the
     file is missing, of another kind, truncated or from a newer version."""
     path = Path(path)
@@ -364,4 +451,4 @@ def load_packed(path: str | Path, backend: str = "auto") -> PackedResNet:
         tensors[entry["name"]] = (
             torch.frombuffer(chunk, dtype=dtype).reshape(entry["shape"]).clone()
         )
-    return PackedResNet(tensors, header["meta"], backend)
+    return PackedResNet(tensors, header["meta"], backend, threads)

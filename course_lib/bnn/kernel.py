@@ -5,10 +5,11 @@ w)``: 64 products per 64-bit word and two instructions. The layout (channels-las
 a 3x3 patch is a run of contiguous bytes) and the zero-padding correction are described in
 ``csrc/binary_conv.cpp``. Two backends compute exactly the same integers and floats:
 
-- ``"cpp"``: the C++ kernel (AVX-512 VPOPCNTDQ where the CPU has it, a portable popcount
-  elsewhere), compiled with ``torch.utils.cpp_extension`` at first use into torch's
+- ``"cpp"``: the C++ kernel, compiled with ``torch.utils.cpp_extension`` at first use into torch's
   extension cache (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), never
-  into the source tree;
+  into the source tree. Its popcount is picked at run time from what the CPU has
+  (:data:`ISAS`, fastest last): AVX-512 VPOPCNTDQ, AVX2 (a nibble-table popcount), the
+  POPCNT instruction, or portable C++;
 - ``"torch"``: the same algorithm in plain PyTorch ops (bit packing, ``xor``, a bytewise
   popcount), slower, for machines where the kernel cannot be built.
 
@@ -23,8 +24,10 @@ words); byte packing needs 3 words (18 bytes) for the same patch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +41,8 @@ SOURCE = Path(__file__).with_name("csrc") / "binary_conv.cpp"
 EXTENSION_NAME = "course_bnn_binary_conv"
 BACKENDS = ("auto", "cpp", "torch")
 ACTIVATIONS = {"identity": 0, "hardtanh": 1, "prelu": 2}
+ISAS = ("portable", "popcnt", "avx2", "avx512-vpopcntdq")
+"""The C++ kernel's popcount implementations, slowest first (``Isa`` in the C++ source)."""
 #: Bytes of the (pixels x output channels x patch bytes) xor tensor the torch backend
 #: materializes at a time.
 TORCH_CHUNK_BYTES = 1 << 26
@@ -96,8 +101,8 @@ def kernel_available() -> bool:
 
 
 def kernel_path() -> str:
-    """Which popcount the C++ kernel uses here: ``"avx512-vpopcntdq"`` or ``"portable"``
-    (``"unavailable"`` when it cannot be built)."""
+    """Which popcount the C++ kernel uses here, one of :data:`ISAS` (``"unavailable"`` when
+    it cannot be built)."""
     try:
         return load_kernel().kernel_path()
     except KernelUnavailable:
@@ -328,6 +333,20 @@ def epilogue(
     return y
 
 
-def force_portable(enabled: bool) -> None:
-    """Make the C++ kernel use its portable popcount even on AVX-512 CPUs (for tests)."""
-    load_kernel().force_portable(enabled)
+def isas_here() -> tuple[str, ...]:
+    """The popcount implementations this CPU can run (all give the same integers)."""
+    k = load_kernel()
+    k.force_isa(ISAS[-1])
+    return ISAS[: ISAS.index(k.kernel_path()) + 1]
+
+
+@contextlib.contextmanager
+def capped_isa(name: str) -> Iterator[None]:
+    """Run the C++ kernel with at most the popcount ``name`` (tests compare every path)."""
+    if name not in ISAS:
+        raise ValueError(f"unknown popcount {name!r}: use one of {', '.join(ISAS)}")
+    load_kernel().force_isa(name)
+    try:
+        yield
+    finally:
+        load_kernel().force_isa(ISAS[-1])

@@ -2,19 +2,21 @@
 //
 // Signs are packed channels-last: bit c % 8 of byte c / 8 of a pixel is 1 when the
 // activation (minus its threshold) or the weight is negative (the IEEE sign bit), i.e. when
-// the value it stands for is -1. A k x k patch is the k*k pixels' bytes one after the other
-// ("im2col" on bits), padded with zero bytes to whole 64-bit words. For +-1 vectors a and w of
-// K entries, a . w = K - 2 * popcount(a xor w): the dot product of the float reference.
+// the value it stands for is -1. A k x k patch is its k rows one after the other ("im2col" on
+// bits), each row the k pixels' bytes, contiguous in the packed input, padded with zero bytes
+// to whole 64-bit words: a row is read with plain word loads, the last one masked. For +-1
+// vectors a and w of K entries, a . w = K - 2 * popcount(a xor w): the float reference's dot.
 //
 // Zero padding: the float reference pads the +-1 tensor with zeros, which contribute nothing,
 // while a bit is either +1 or -1. We pad with +1 (zero bits) and subtract what those taps
 // added: for output channel o, sum over the padded taps t of S[o][t] = sum_c w[o][c][t].
 //
-// The popcount GEMM has two implementations chosen at run time: AVX-512 VPOPCNTDQ (8 words
-// per instruction, 4 pixels x 32 output channels per register block) and a portable one
-// (a scalar popcount). Both give the same integers; the epilogue (scale, bias, residual,
-// activation) is plain float arithmetic compiled with -ffp-contract=off, so that the pure
-// PyTorch path of course_lib.bnn.kernel gives bit-identical floats.
+// The popcount GEMM is chosen at run time from what the CPU has (see Isa): AVX-512 VPOPCNTDQ
+// (8 words per instruction, 4 pixels x 32 output channels per register block), AVX2 (a
+// nibble-table popcount, 4 pixels x 8 channels), the POPCNT instruction, or portable C++.
+// All give the same integers; the epilogue (scale, bias, residual, activation) is plain
+// float arithmetic (multiply, then add: -ffp-contract=off, no FMA), so that the pure PyTorch
+// path of course_lib.bnn.kernel gives bit-identical floats.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -36,8 +38,16 @@ namespace {
 
 enum Act : int64_t { kIdentity = 0, kHardtanh = 1, kPrelu = 2 };
 
-bool g_force_portable = false;
 constexpr int64_t kSlack = 8;
+
+// The instruction sets the kernel can use, slowest first. `kPortable` is plain C++ (the
+// compiler's popcount, a software routine on a baseline x86-64 build); `kPopcnt` the POPCNT
+// instruction (x86 since 2008); `kAvx2` a 256-bit popcount by nibble lookup (Mula et al.);
+// `kAvx512` VPOPCNTDQ. All give the same integers. Tests can cap the level (force_isa).
+enum Isa : int { kPortable = 0, kPopcnt = 1, kAvx2 = 2, kAvx512 = 3 };
+const char* const kIsaNames[] = {"portable", "popcnt", "avx2", "avx512-vpopcntdq"};
+
+int g_isa_cap = kAvx512;
 
 inline int popcount64(uint64_t v) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -49,20 +59,25 @@ inline int popcount64(uint64_t v) {
 #endif
 }
 
-bool cpu_has_vpopcntdq() {
+int cpu_isa() {
 #if COURSE_X86 && defined(__GNUC__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vpopcntdq");
-#else
-  return false;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vpopcntdq"))
+    return kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) return kAvx2;
+  if (__builtin_cpu_supports("popcnt")) return kPopcnt;
 #endif
+  return kPortable;
 }
 
-bool use_avx512() {
-  static const bool has = cpu_has_vpopcntdq();
-  return has && !g_force_portable;
+// The level this call runs at: what the CPU has, capped by force_isa.
+int isa() {
+  static const int has = cpu_isa();
+  return has < g_isa_cap ? has : g_isa_cap;
 }
+
+bool use_avx512() { return isa() >= kAvx512; }
 
 // --- packing -----------------------------------------------------------------------------
 
@@ -98,7 +113,32 @@ void pack_pixel_avx512(const float* x, const float* thr, int64_t c, uint8_t* out
     std::memcpy(out + i / 8, &bits, rest);
   }
 }
+
+// 8 floats' sign bits per byte: movemask reads exactly the IEEE sign bits.
+__attribute__((target("avx2")))
+void pack_pixel_avx2(const float* x, const float* thr, int64_t c, uint8_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= c; i += 8)
+    out[i / 8] = static_cast<uint8_t>(
+        _mm256_movemask_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(thr + i))));
+  if (i < c) {
+    uint8_t bits = 0;
+    for (int64_t j = i; j < c; ++j)
+      if (std::signbit(x[j] - thr[j])) bits |= static_cast<uint8_t>(1u << (j - i));
+    out[i / 8] = bits;
+  }
+}
 #endif
+
+using PackPixel = void (*)(const float*, const float*, int64_t, uint8_t*);
+
+PackPixel pack_pixel() {
+#if COURSE_X86
+  if (isa() >= kAvx512) return pack_pixel_avx512;
+  if (isa() >= kAvx2) return pack_pixel_avx2;
+#endif
+  return pack_pixel_portable;
+}
 
 // x: (N, H, W, C) float32 -> (N, H + 2p, W + 2p, ceil(C / 8)) uint8, pad pixels all zero bits.
 torch::Tensor pack_activations(torch::Tensor x, torch::Tensor threshold, int64_t pad) {
@@ -116,21 +156,13 @@ torch::Tensor pack_activations(torch::Tensor x, torch::Tensor threshold, int64_t
   const float* xp = x.data_ptr<float>();
   const float* tp = threshold.data_ptr<float>();
   uint8_t* op = out.data_ptr<uint8_t>();
-  const bool avx = use_avx512();
-  at::parallel_for(0, n * h, 1, [&](int64_t begin, int64_t end) {
+  const PackPixel pack = pack_pixel();
+  at::parallel_for(0, n * h, 16, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / h, y = row % h;
-      for (int64_t xx = 0; xx < w; ++xx) {
-        const float* src = xp + ((b * h + y) * w + xx) * c;
-        uint8_t* dst = op + ((b * hp + y + pad) * wp + xx + pad) * bytes;
-#if COURSE_X86
-        if (avx) {
-          pack_pixel_avx512(src, tp, c, dst);
-          continue;
-        }
-#endif
-        pack_pixel_portable(src, tp, c, dst);
-      }
+      for (int64_t xx = 0; xx < w; ++xx)
+        pack(xp + ((b * h + y) * w + xx) * c, tp, c,
+             op + ((b * hp + y + pad) * wp + xx + pad) * bytes);
     }
   });
   return out;
@@ -153,6 +185,102 @@ void popcount_gemm_portable(const uint64_t* patch, const uint64_t* wt, int64_t p
 }
 
 #if COURSE_X86
+// POPCNT, one instruction per word: PB pixels x 4 output channels in registers.
+template <int PB>
+__attribute__((target("popcnt")))
+void gemm_rows_popcnt(const uint64_t* patch, const uint64_t* wt, int64_t k_words, int64_t o_pad,
+                      int32_t* acc) {
+  for (int64_t o0 = 0; o0 < o_pad; o0 += 4) {
+    uint64_t sum[PB][4] = {};
+    for (int64_t k = 0; k < k_words; ++k) {
+      const uint64_t* w = wt + k * o_pad + o0;
+      const uint64_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+      for (int i = 0; i < PB; ++i) {
+        const uint64_t a = patch[i * k_words + k];
+        sum[i][0] += _mm_popcnt_u64(a ^ w0);
+        sum[i][1] += _mm_popcnt_u64(a ^ w1);
+        sum[i][2] += _mm_popcnt_u64(a ^ w2);
+        sum[i][3] += _mm_popcnt_u64(a ^ w3);
+      }
+    }
+    for (int i = 0; i < PB; ++i)
+      for (int j = 0; j < 4; ++j) acc[i * o_pad + o0 + j] = static_cast<int32_t>(sum[i][j]);
+  }
+}
+
+__attribute__((target("popcnt")))
+void popcount_gemm_popcnt(const uint64_t* patch, const uint64_t* wt, int64_t p_count,
+                          int64_t k_words, int64_t o_pad, int32_t* acc) {
+  int64_t p = 0;
+  for (; p + 4 <= p_count; p += 4)
+    gemm_rows_popcnt<4>(patch + p * k_words, wt, k_words, o_pad, acc + p * o_pad);
+  for (; p < p_count; ++p)
+    gemm_rows_popcnt<1>(patch + p * k_words, wt, k_words, o_pad, acc + p * o_pad);
+}
+
+// AVX2 has no popcount instruction: each byte's count comes from two 16-entry table lookups
+// (one per nibble, vpshufb), added as bytes for up to 31 words (at most 8 * 31 = 248 per
+// byte), then summed into 64-bit lanes (vpsadbw). PB pixels x 4 * NV output channels.
+template <int PB, int NV>
+__attribute__((target("avx2")))
+inline void gemm_block_avx2(const uint64_t* patch, const uint64_t* wt, int64_t k_words,
+                            int64_t o_pad, int64_t o0, int32_t* acc) {
+  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  __m256i total[PB][NV];
+  for (int i = 0; i < PB; ++i)
+    for (int j = 0; j < NV; ++j) total[i][j] = _mm256_setzero_si256();
+  for (int64_t k0 = 0; k0 < k_words; k0 += 31) {
+    const int64_t k1 = k0 + 31 < k_words ? k0 + 31 : k_words;
+    __m256i bytes[PB][NV];
+    for (int i = 0; i < PB; ++i)
+      for (int j = 0; j < NV; ++j) bytes[i][j] = _mm256_setzero_si256();
+    for (int64_t k = k0; k < k1; ++k) {
+      __m256i w[NV];
+      for (int j = 0; j < NV; ++j)
+        w[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wt + k * o_pad + o0 + 4 * j));
+      for (int i = 0; i < PB; ++i) {
+        const __m256i a = _mm256_set1_epi64x(static_cast<long long>(patch[i * k_words + k]));
+        for (int j = 0; j < NV; ++j) {
+          const __m256i x = _mm256_xor_si256(a, w[j]);
+          const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, nibble));
+          const __m256i hi =
+              _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble));
+          bytes[i][j] = _mm256_add_epi8(bytes[i][j], _mm256_add_epi8(lo, hi));
+        }
+      }
+    }
+    for (int i = 0; i < PB; ++i)
+      for (int j = 0; j < NV; ++j)
+        total[i][j] =
+            _mm256_add_epi64(total[i][j], _mm256_sad_epu8(bytes[i][j], _mm256_setzero_si256()));
+  }
+  for (int i = 0; i < PB; ++i)
+    for (int j = 0; j < NV; ++j) {
+      alignas(32) int64_t lanes[4];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), total[i][j]);
+      for (int l = 0; l < 4; ++l)
+        acc[i * o_pad + o0 + 4 * j + l] = static_cast<int32_t>(lanes[l]);
+    }
+}
+
+template <int PB>
+__attribute__((target("avx2")))
+void gemm_rows_avx2(const uint64_t* patch, const uint64_t* wt, int64_t k_words, int64_t o_pad,
+                    int32_t* acc) {
+  for (int64_t o0 = 0; o0 < o_pad; o0 += 8) gemm_block_avx2<PB, 2>(patch, wt, k_words, o_pad, o0, acc);
+}
+
+__attribute__((target("avx2")))
+void popcount_gemm_avx2(const uint64_t* patch, const uint64_t* wt, int64_t p_count,
+                        int64_t k_words, int64_t o_pad, int32_t* acc) {
+  int64_t p = 0;
+  for (; p + 4 <= p_count; p += 4)
+    gemm_rows_avx2<4>(patch + p * k_words, wt, k_words, o_pad, acc + p * o_pad);
+  for (; p < p_count; ++p) gemm_rows_avx2<1>(patch + p * k_words, wt, k_words, o_pad, acc + p * o_pad);
+}
+
 template <int PB, int NV>
 __attribute__((target("avx512f,avx512bw,avx512vpopcntdq")))
 inline void gemm_block(const uint64_t* patch, const uint64_t* wt, int64_t k_words, int64_t o_pad,
@@ -198,12 +326,19 @@ void popcount_gemm_avx512(const uint64_t* patch, const uint64_t* wt, int64_t p_c
 void popcount_gemm(const uint64_t* patch, const uint64_t* wt, int64_t p_count, int64_t k_words,
                    int64_t o_pad, int32_t* acc) {
 #if COURSE_X86
-  if (use_avx512()) return popcount_gemm_avx512(patch, wt, p_count, k_words, o_pad, acc);
+  switch (isa()) {
+    case kAvx512: return popcount_gemm_avx512(patch, wt, p_count, k_words, o_pad, acc);
+    case kAvx2: return popcount_gemm_avx2(patch, wt, p_count, k_words, o_pad, acc);
+    case kPopcnt: return popcount_gemm_popcnt(patch, wt, p_count, k_words, o_pad, acc);
+    default: break;
+  }
 #endif
   popcount_gemm_portable(patch, wt, p_count, k_words, o_pad, acc);
 }
 
 // --- one binary conv -----------------------------------------------------------------------
+
+inline int64_t row_words(int64_t row_bytes) { return (row_bytes + 7) / 8; }
 
 struct ConvShape {
   int64_t n, h, w, c, o, kh, kw, stride, pad, oh, ow, tap_bytes, k_words, o_pad;
@@ -226,49 +361,32 @@ ConvShape shape_of(const torch::Tensor& packed, const torch::Tensor& wt, const t
   s.ow = (w + 2 * pad - s.kw) / stride + 1;
   s.tap_bytes = packed.size(3);
   s.k_words = wt.size(0);
-  TORCH_CHECK(s.k_words * 8 >= s.kh * s.kw * s.tap_bytes, "packed weights too short for the patch");
+  TORCH_CHECK(s.k_words == s.kh * row_words(s.kw * s.tap_bytes),
+              "packed weights do not match the patch's row layout (see kernel_weights)");
   TORCH_CHECK(packed.size(1) == h + 2 * pad && packed.size(2) == w + 2 * pad,
               "packed activations do not match the input size and padding");
   return s;
 }
 
-// Copies n bytes; a plain loop for short rows, where a call to memcpy costs more.
-inline void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
-  if (n >= 32) {
-    std::memcpy(dst, src, n);
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-}
-
-// One patch: `rows` runs of `row_bytes` bytes, `stride` bytes apart, concatenated into
-// `k_words` 64-bit words (zero padded). Assembled in a register with 8-byte loads and one
-// store per word: byte stores followed by word loads would stall the GEMM. Reads up to 7
-// bytes past a run, so the source needs kSlack spare bytes after its end.
+// One patch: `rows` runs of `row_bytes` bytes, `stride` bytes apart, each into whole 64-bit
+// words (the bytes past the run are zeroed). With `slack`, the source has 8 spare bytes after
+// its end and each word is one unaligned load (the last masked); otherwise bytes are copied.
 inline void gather_patch(uint64_t* dst, const uint8_t* src, int64_t rows, int64_t row_bytes,
-                         int64_t stride, int64_t k_words) {
-  uint64_t cur = 0;
-  int64_t bits = 0, w = 0;
-  for (int64_t r = 0; r < rows; ++r) {
+                         int64_t stride, bool slack) {
+  const int64_t words = row_words(row_bytes), tail = row_bytes - 8 * (words - 1);
+  const uint64_t mask = tail == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * tail)) - 1;
+  for (int64_t r = 0; r < rows; ++r, dst += words) {
     const uint8_t* p = src + r * stride;
-    for (int64_t left = row_bytes; left > 0;) {
-      const int64_t take = left < 8 ? left : 8;
-      uint64_t v;
-      std::memcpy(&v, p, 8);
-      if (take < 8) v &= (uint64_t{1} << (8 * take)) - 1;
-      cur |= v << bits;
-      bits += 8 * take;
-      if (bits >= 64) {
-        dst[w++] = cur;
-        bits -= 64;
-        cur = bits ? v >> (8 * take - bits) : 0;
-      }
-      p += take;
-      left -= take;
+    if (!slack) {
+      dst[words - 1] = 0;
+      std::memcpy(dst, p, row_bytes);
+      continue;
     }
+    for (int64_t j = 0; j + 1 < words; ++j) std::memcpy(dst + j, p + 8 * j, 8);
+    uint64_t last;
+    std::memcpy(&last, p + 8 * (words - 1), 8);
+    dst[words - 1] = last & mask;
   }
-  if (bits) dst[w++] = cur;
-  while (w < k_words) dst[w++] = 0;
 }
 
 // The popcounts of one conv: emit(p, acc, corr) for every output pixel p (batch-major, then
@@ -329,14 +447,8 @@ void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torc
       int64_t b = p0 / plane, oy = (p0 % plane) / s.ow, ox = p0 % s.ow;
       for (int64_t q = 0; q < count; ++q) {
         const uint8_t* src = in + ((b * hp + oy * s.stride) * wpix + ox * s.stride) * s.tap_bytes;
-        if (fast_gather) {
-          gather_patch(patch.data() + q * s.k_words, src, s.kh, row_bytes, wpix * s.tap_bytes,
-                       s.k_words);
-        } else {
-          uint8_t* dst = reinterpret_cast<uint8_t*>(patch.data() + q * s.k_words);
-          for (int64_t i = 0; i < s.kh; ++i)
-            copy_bytes(dst + i * row_bytes, src + i * wpix * s.tap_bytes, row_bytes);
-        }
+        gather_patch(patch.data() + q * s.k_words, src, s.kh, row_bytes, wpix * s.tap_bytes,
+                     fast_gather);
         pattern[q] = pattern_at[oy * s.ow + ox];
         if (++ox == s.ow) {
           ox = 0;
@@ -411,6 +523,32 @@ void epilogue_avx512(const Epilogue& e, const int32_t* acc, const int32_t* corr,
   for (; o < e.o; ++o)
     dst[o] = epilogue_one(e, e.k_bits - 2 * acc[o] - corr[o], o, res ? res[o] : 0.0f, res != nullptr);
 }
+// The same operations, 8 channels at a time (no FMA: mul, then add, as above).
+__attribute__((target("avx2")))
+void epilogue_avx2(const Epilogue& e, const int32_t* acc, const int32_t* corr, const float* res,
+                   float* dst) {
+  const __m256i k = _mm256_set1_epi32(e.k_bits);
+  const __m256 lo = _mm256_set1_ps(-1.0f), hi = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  int64_t o = 0;
+  for (; o + 8 <= e.o; o += 8) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + o));
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + o));
+    const __m256i dot = _mm256_sub_epi32(_mm256_sub_epi32(k, _mm256_slli_epi32(a, 1)), c);
+    __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_loadu_ps(e.scale + o));
+    y = _mm256_add_ps(y, _mm256_loadu_ps(e.bias + o));
+    if (res) y = _mm256_add_ps(y, _mm256_loadu_ps(res + o));
+    if (e.act == kHardtanh) {
+      y = _mm256_blendv_ps(y, hi, _mm256_cmp_ps(y, hi, _CMP_GT_OQ));
+      y = _mm256_blendv_ps(y, lo, _mm256_cmp_ps(y, lo, _CMP_LT_OQ));
+    } else if (e.act == kPrelu) {
+      const __m256 scaled = _mm256_mul_ps(y, _mm256_loadu_ps(e.slope + o));
+      y = _mm256_blendv_ps(scaled, y, _mm256_cmp_ps(y, zero, _CMP_GT_OQ));
+    }
+    _mm256_storeu_ps(dst + o, y);
+  }
+  for (; o < e.o; ++o)
+    dst[o] = epilogue_one(e, e.k_bits - 2 * acc[o] - corr[o], o, res ? res[o] : 0.0f, res != nullptr);
+}
 #endif
 
 void check_layer(const torch::Tensor& wt, const torch::Tensor& taps) {
@@ -471,6 +609,12 @@ torch::Tensor conv_fused(torch::Tensor x, torch::Tensor threshold, torch::Tensor
     });
     return out;
   }
+  if (isa() >= kAvx2) {
+    binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* acc, const int32_t* corr) {
+      epilogue_avx2(e, acc, corr, rp ? rp + p * s.o : nullptr, op + p * s.o);
+    });
+    return out;
+  }
 #endif
   binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* acc, const int32_t* corr) {
     epilogue_portable(e, acc, corr, rp ? rp + p * s.o : nullptr, op + p * s.o);
@@ -478,28 +622,163 @@ torch::Tensor conv_fused(torch::Tensor x, torch::Tensor threshold, torch::Tensor
   return out;
 }
 
-// (O, kh, kw, tap_bytes) uint8 sign bits -> (k_words, o_pad) int64, K-major, zero padded.
+// (O, kh, kw, tap_bytes) uint8 sign bits -> (k_words, o_pad) int64, K-major, each kernel row
+// (kw * tap_bytes bytes) zero padded to whole words, as gather_patch lays out a patch.
 torch::Tensor kernel_weights(torch::Tensor bits) {
   TORCH_CHECK(bits.dim() == 4 && bits.scalar_type() == torch::kUInt8,
               "kernel_weights: expected uint8 (O, kh, kw, tap_bytes) sign bits");
   bits = bits.contiguous();
-  const int64_t o = bits.size(0), patch_bytes = bits.size(1) * bits.size(2) * bits.size(3);
-  const int64_t k_words = (patch_bytes + 7) / 8, o_pad = (o + 7) / 8 * 8;
+  const int64_t o = bits.size(0), kh = bits.size(1), row_bytes = bits.size(2) * bits.size(3);
+  const int64_t words = row_words(row_bytes), k_words = kh * words, o_pad = (o + 7) / 8 * 8;
   auto out = torch::zeros({k_words, o_pad}, torch::kInt64);
   uint64_t* op = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
   const uint8_t* bp = bits.data_ptr<uint8_t>();
-  std::vector<uint8_t> row(k_words * 8);
-  for (int64_t oc = 0; oc < o; ++oc) {
-    std::fill(row.begin(), row.end(), 0);
-    std::memcpy(row.data(), bp + oc * patch_bytes, patch_bytes);
-    for (int64_t k = 0; k < k_words; ++k) std::memcpy(op + k * o_pad + oc, row.data() + 8 * k, 8);
-  }
+  std::vector<uint8_t> row(words * 8);
+  for (int64_t oc = 0; oc < o; ++oc)
+    for (int64_t i = 0; i < kh; ++i) {
+      std::fill(row.begin(), row.end(), 0);
+      std::memcpy(row.data(), bp + (oc * kh + i) * row_bytes, row_bytes);
+      for (int64_t j = 0; j < words; ++j)
+        std::memcpy(op + (i * words + j) * o_pad + oc, row.data() + 8 * j, 8);
+    }
   return out;
 }
 
-std::string kernel_path() { return use_avx512() ? "avx512-vpopcntdq" : "portable"; }
+// --- the whole binary body in one call ---------------------------------------------------------
+// A binary ResNet from the stem's output to the head's input: blocks of two packed convs,
+// each act(BN(alpha * dot) + residual), the first with the block's shortcut as residual, the
+// second with the first's output. Built once from the packed tensors (weights in the inner
+// loop's layout); forward() never returns to Python between layers. The shortcut's float
+// ops (a 1x1 conv + BatchNorm) and DA-BNN's amplitude tail call the same ATen operations as
+// the Python engine, in the same order, so they give the same floats.
 
-void force_portable(bool force) { g_force_portable = force; }
+struct BodyLayer {
+  torch::Tensor threshold, words, taps, scale, bias, slope;
+  int64_t act, stride, pad;
+  bool amplitude;
+  torch::Tensor amp_channel, amp_spatial, bn_mean, bn_var, bn_weight, bn_bias;
+  double bn_eps;
+};
+
+enum Shortcut : int64_t { kIdentityShortcut = 0, kPadShortcut = 1, kConvShortcut = 2 };
+
+struct BodyBlock {
+  int64_t shortcut, stride, out_channels;
+  torch::Tensor weight, mean, var, bn_weight, bn_bias;
+  double eps;
+};
+
+class PackedBody {
+ public:
+  void add_layer(torch::Tensor threshold, torch::Tensor words, torch::Tensor taps,
+                 torch::Tensor scale, torch::Tensor bias, int64_t act, torch::Tensor slope,
+                 int64_t stride, int64_t pad) {
+    check_layer(words, taps);
+    layers_.push_back(BodyLayer{threshold.contiguous(), words, taps, scale.contiguous(),
+                                bias.contiguous(), slope.contiguous(), act, stride, pad, false,
+                                {}, {}, {}, {}, {}, {}, 0.0});
+  }
+
+  // DA-BNN: the last layer added computes alpha * dot only; the amplitude, its BatchNorm,
+  // the residual and the activation follow (engine.AmplitudeTail's operations).
+  void set_amplitude(torch::Tensor channel, torch::Tensor spatial, torch::Tensor mean,
+                     torch::Tensor var, torch::Tensor weight, torch::Tensor bias, double eps) {
+    TORCH_CHECK(!layers_.empty(), "set_amplitude: add the layer first");
+    BodyLayer& l = layers_.back();
+    l.amplitude = true;
+    l.amp_channel = channel;
+    l.amp_spatial = spatial.contiguous();
+    l.bn_mean = mean;
+    l.bn_var = var;
+    l.bn_weight = weight;
+    l.bn_bias = bias;
+    l.bn_eps = eps;
+  }
+
+  void add_block(int64_t shortcut, int64_t stride, int64_t out_channels, torch::Tensor weight,
+                 torch::Tensor mean, torch::Tensor var, torch::Tensor bn_weight,
+                 torch::Tensor bn_bias, double eps) {
+    TORCH_CHECK(shortcut >= kIdentityShortcut && shortcut <= kConvShortcut,
+                "add_block: unknown shortcut kind ", shortcut);
+    blocks_.push_back(BodyBlock{shortcut, stride, out_channels, weight, mean, var, bn_weight,
+                                bn_bias, eps});
+  }
+
+  // NHWC float32 in and out, on `threads` threads (the caller's setting restored after).
+  torch::Tensor forward(torch::Tensor h, int64_t threads) {
+    TORCH_CHECK(layers_.size() == 2 * blocks_.size(), "the body has ", layers_.size(),
+                " layers for ", blocks_.size(), " blocks; expected two per block");
+    TORCH_CHECK(h.dim() == 4 && h.scalar_type() == torch::kFloat32,
+                "forward: expected float32 (N, H, W, C) features");
+    const int previous = at::get_num_threads();
+    if (threads > 0 && threads != previous) at::set_num_threads(static_cast<int>(threads));
+    try {
+      h = h.contiguous();
+      for (size_t b = 0; b < blocks_.size(); ++b) {
+        const torch::Tensor h1 = run(layers_[2 * b], h, shortcut(blocks_[b], h));
+        h = run(layers_[2 * b + 1], h1, h1);
+      }
+    } catch (...) {
+      if (at::get_num_threads() != previous) at::set_num_threads(previous);
+      throw;
+    }
+    if (at::get_num_threads() != previous) at::set_num_threads(previous);
+    return h;
+  }
+
+  int64_t layers() const { return static_cast<int64_t>(layers_.size()); }
+
+ private:
+  static torch::Tensor shortcut(const BodyBlock& b, const torch::Tensor& h) {
+    if (b.shortcut == kIdentityShortcut) return h;
+    if (b.shortcut == kPadShortcut) {
+      const torch::Tensor y = h.slice(1, 0, h.size(1), b.stride).slice(2, 0, h.size(2), b.stride);
+      return at::constant_pad_nd(y, {0, b.out_channels - h.size(3)}, 0).contiguous();
+    }
+    torch::Tensor y = at::conv2d(h.permute({0, 3, 1, 2}), b.weight, {}, {b.stride});
+    y = at::batch_norm(y, b.bn_weight, b.bn_bias, b.mean, b.var, false, 0.0, b.eps, true);
+    return y.permute({0, 2, 3, 1}).contiguous();
+  }
+
+  static torch::Tensor run(const BodyLayer& l, const torch::Tensor& x, const torch::Tensor& res) {
+    if (!l.amplitude)
+      return conv_fused(x, l.threshold, l.words, l.taps, l.scale, l.bias, res, l.act, l.slope,
+                        l.stride, l.pad);
+    torch::Tensor m = conv_fused(x, l.threshold, l.words, l.taps, l.scale, l.bias, c10::nullopt,
+                                 kIdentity, l.slope, l.stride, l.pad)
+                          .permute({0, 3, 1, 2});
+    // dabnn.apply_amplitude: channel factor, then the spatial factor of the rescaled map
+    const int64_t kc = l.amp_channel.size(-1), ks = l.amp_spatial.size(-1);
+    const torch::Tensor pooled = m.mean({2, 3}).unsqueeze(1);
+    const torch::Tensor a = at::sigmoid(at::conv1d(pooled, l.amp_channel, {}, {1}, {kc / 2}));
+    m = m * a.view({m.size(0), -1, 1, 1});
+    const torch::Tensor stacked = at::cat({m.mean({1}, true), m.amax({1}, true)}, 1);
+    m = m * at::sigmoid(at::conv2d(stacked, l.amp_spatial, {}, {1}, {ks / 2}));
+    torch::Tensor y =
+        at::batch_norm(m, l.bn_weight, l.bn_bias, l.bn_mean, l.bn_var, false, 0.0, l.bn_eps, true);
+    y = y + res.permute({0, 3, 1, 2});
+    if (l.act == kHardtanh) y = at::hardtanh(y);
+    if (l.act == kPrelu) y = at::prelu(y, l.slope);
+    return y.permute({0, 2, 3, 1}).contiguous();
+  }
+
+  std::vector<BodyLayer> layers_;
+  std::vector<BodyBlock> blocks_;
+};
+
+std::string kernel_path() { return kIsaNames[isa()]; }
+
+// Cap the instruction set (for tests): "portable", "popcnt", "avx2" or "avx512-vpopcntdq".
+void force_isa(const std::string& name) {
+  for (int i = kPortable; i <= kAvx512; ++i)
+    if (name == kIsaNames[i]) {
+      g_isa_cap = i;
+      return;
+    }
+  TORCH_CHECK(false, "force_isa: unknown instruction set '", name, "'");
+}
+
+void force_portable(bool force) { g_isa_cap = force ? kPortable : kAvx512; }
 
 }  // namespace
 
@@ -509,5 +788,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv_dot", &conv_dot, "integer dot products of a packed binary conv");
   m.def("conv_fused", &conv_fused, "packed binary conv + scale + bias + residual + activation");
   m.def("kernel_path", &kernel_path, "which popcount implementation runs on this CPU");
-  m.def("force_portable", &force_portable, "use the portable popcount even where AVX-512 runs");
+  m.def("force_portable", &force_portable, "use the portable popcount even where a faster one runs");
+  pybind11::class_<PackedBody>(m, "PackedBody")
+      .def(pybind11::init<>())
+      .def("add_layer", &PackedBody::add_layer)
+      .def("set_amplitude", &PackedBody::set_amplitude)
+      .def("add_block", &PackedBody::add_block)
+      .def("forward", &PackedBody::forward, pybind11::arg("features"), pybind11::arg("threads") = 1)
+      .def("layers", &PackedBody::layers);
+  m.def("force_isa", &force_isa, "cap the instruction set the kernel uses (tests)");
 }
