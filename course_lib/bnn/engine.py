@@ -248,7 +248,7 @@ class PackedResNet:
         y = F.conv2d(x.float(), t["stem.weight"], padding=1)
         y = apply_bn(y, t, "stem.bn")
         y = apply_act(y, self.meta["stem_act"], t.get("stem.slope"), channel_dim=1)
-        return y.permute(0, 2, 3, 1).contiguous()
+        return load_kernel().to_nhwc(y) if self.backend == "cpp" else nhwc(y)
 
     @torch.no_grad()
     def body(self, h: torch.Tensor) -> torch.Tensor:
@@ -290,7 +290,8 @@ class PackedResNet:
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """Global average pooling and the full-precision classifier, NHWC -> logits (in
         NCHW, as the model pools, so that the sums run in the same order)."""
-        pooled = F.adaptive_avg_pool2d(h.permute(0, 3, 1, 2).contiguous(), 1).flatten(1)
+        h = load_kernel().to_nchw(h) if self.backend == "cpp" else h.permute(0, 3, 1, 2)
+        pooled = F.adaptive_avg_pool2d(h.contiguous(), 1).flatten(1)
         return F.linear(pooled, self.tensors["head.weight"], self.tensors["head.bias"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -361,6 +362,11 @@ def build_native_body(engine: PackedResNet):
                 float(eps),
             )
     return body
+
+
+def nhwc(x: torch.Tensor) -> torch.Tensor:
+    """NCHW -> contiguous NHWC."""
+    return x.permute(0, 2, 3, 1).contiguous()
 
 
 BN_FIELDS = ("mean", "var", "weight", "bias", "eps")

@@ -220,7 +220,7 @@ void popcount_gemm_popcnt(const uint64_t* patch, const uint64_t* wt, int64_t p_c
 
 // AVX2 has no popcount instruction: each byte's count comes from two 16-entry table lookups
 // (one per nibble, vpshufb), added as bytes for up to 31 words (at most 8 * 31 = 248 per
-// byte), then summed into 64-bit lanes (vpsadbw). PB pixels x 4 * NV output channels.
+// byte), then summed into 64-bit lanes (vpsadbw). PB pixels x 4 * NV output channels (NV even).
 template <int PB, int NV>
 __attribute__((target("avx2")))
 inline void gemm_block_avx2(const uint64_t* patch, const uint64_t* wt, int64_t k_words,
@@ -256,12 +256,15 @@ inline void gemm_block_avx2(const uint64_t* patch, const uint64_t* wt, int64_t k
         total[i][j] =
             _mm256_add_epi64(total[i][j], _mm256_sad_epu8(bytes[i][j], _mm256_setzero_si256()));
   }
+  // two vectors of four 64-bit counts -> eight int32 counts: the low halves, in order
   for (int i = 0; i < PB; ++i)
-    for (int j = 0; j < NV; ++j) {
-      alignas(32) int64_t lanes[4];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), total[i][j]);
-      for (int l = 0; l < 4; ++l)
-        acc[i * o_pad + o0 + 4 * j + l] = static_cast<int32_t>(lanes[l]);
+    for (int j = 0; j + 1 < NV; j += 2) {
+      const __m256 halves = _mm256_shuffle_ps(_mm256_castsi256_ps(total[i][j]),
+                                              _mm256_castsi256_ps(total[i][j + 1]),
+                                              _MM_SHUFFLE(2, 0, 2, 0));
+      const __m256i counts = _mm256_permute4x64_epi64(_mm256_castps_si256(halves),
+                                                      _MM_SHUFFLE(3, 1, 2, 0));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i * o_pad + o0 + 4 * j), counts);
     }
 }
 
@@ -644,6 +647,36 @@ torch::Tensor kernel_weights(torch::Tensor bits) {
   return out;
 }
 
+// --- layouts -------------------------------------------------------------------------------------
+// NCHW <-> NHWC float32 copies (PyTorch's permute + contiguous takes a general strided path,
+// several times slower at these sizes). Pure data movement: the values are unchanged.
+
+torch::Tensor to_nhwc(torch::Tensor x) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32, "to_nhwc: expected float32 NCHW");
+  x = x.contiguous();
+  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  auto out = torch::empty({n, x.size(2), x.size(3), c}, torch::kFloat32);
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  for (int64_t b = 0; b < n; ++b, src += c * hw, dst += c * hw)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < hw; ++p) dst[p * c + ch] = src[ch * hw + p];
+  return out;
+}
+
+torch::Tensor to_nchw(torch::Tensor x) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32, "to_nchw: expected float32 NHWC");
+  x = x.contiguous();
+  const int64_t n = x.size(0), hw = x.size(1) * x.size(2), c = x.size(3);
+  auto out = torch::empty({n, c, x.size(1), x.size(2)}, torch::kFloat32);
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  for (int64_t b = 0; b < n; ++b, src += c * hw, dst += c * hw)
+    for (int64_t p = 0; p < hw; ++p)
+      for (int64_t ch = 0; ch < c; ++ch) dst[ch * hw + p] = src[p * c + ch];
+  return out;
+}
+
 // --- the whole binary body in one call ---------------------------------------------------------
 // A binary ResNet from the stem's output to the head's input: blocks of two packed convs,
 // each act(BN(alpha * dot) + residual), the first with the block's shortcut as residual, the
@@ -787,6 +820,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("kernel_weights", &kernel_weights, "sign bits (O, kh, kw, B) -> K-major 64-bit words");
   m.def("conv_dot", &conv_dot, "integer dot products of a packed binary conv");
   m.def("conv_fused", &conv_fused, "packed binary conv + scale + bias + residual + activation");
+  m.def("to_nhwc", &to_nhwc, "NCHW float32 -> NHWC (a plain copy)");
+  m.def("to_nchw", &to_nchw, "NHWC float32 -> NCHW (a plain copy)");
   m.def("kernel_path", &kernel_path, "which popcount implementation runs on this CPU");
   m.def("force_portable", &force_portable, "use the portable popcount even where a faster one runs");
   pybind11::class_<PackedBody>(m, "PackedBody")
