@@ -48,16 +48,26 @@ FUTURE_KEYS = {
 TERM_ROLE = re.compile(r"\{fa-term\}`([^`]+)`")
 
 
+def _spelled_alike(text: str) -> str:
+    """:func:`seed_text`'s substitutions, each keeping the text's length (what it deletes
+    becomes a zero-width non-joiner, which seed_text then removes), so that a position in
+    the result is still a position in ``text``."""
+    text = text.replace("ي", "ی").replace("ى", "ی").replace("ك", "ک")
+    text = text.replace("\u036c", "ی").replace("\u037a", "ک")
+    text = re.sub(
+        "(?<=[\u0621-\u064a])[\u0660-\u0669\u06f0-\u06f9]+(?=[ی\u0621-\u064a])",
+        lambda m: "\u200c" * len(m.group(0)),
+        text,
+    )
+    return re.sub("ه[\u200c ]ی(?=\\s)", "ه\u200c\u200c", text)
+
+
 def seed_text(text: str) -> str:
     """Seed text with the differences of spelling that text extraction leaves removed:
     Arabic yeh and kaf, zero-width non-joiners, spaces, diacritics, the ezafe; seed 002's
     extraction writes yeh and kaf as U+036C and U+037A and glues its footnote numbers into
     words (انتقال٢۶ͬ: انتقالی with footnote 26)."""
-    text = text.replace("ي", "ی").replace("ى", "ی").replace("ك", "ک")
-    text = text.replace("\u036c", "ی").replace("\u037a", "ک")
-    text = re.sub("(?<=[\u0621-\u064a])[\u0660-\u0669\u06f0-\u06f9]+(?=[ی\u0621-\u064a])", "", text)
-    text = re.sub("ه[\u200c ]ی(?=\\s)", "ه", text)
-    return re.sub(r"[\u200c\u200d\u0640\u0654\u064b-\u0652\s]", "", text)
+    return re.sub(r"[\u200c\u200d\u0640\u0654\u064b-\u0652\s]", "", _spelled_alike(text))
 
 
 def seed_forms(phrase: str) -> set[str]:
@@ -237,6 +247,111 @@ def test_no_persian_page_uses_a_rejected_word():
     shown = (FA / "results.yml").read_text(encoding="utf-8")
     found += glossary.rejected_uses(sections.prose(shown), terms, "book/fa/results.yml")
     assert not found, "\n".join(found)
+
+
+# -- nothing copied from the seeds --------------------------------------------------------------
+
+COPIED_LETTERS = 40
+"""Issue 26: no sentence of a page is copied from the seeds. A run of this many letters
+(about eight words), spaces and half-spaces aside, in common with a seed is a copied
+phrase, not a shared term (the longest terms of the glossary have about 25 letters)."""
+LETTER = re.compile(f"[{glossary.LETTERS}]")
+ALIKE = str.maketrans({"ة": "ه", "ۀ": "ه", "أ": "ا", "إ": "ا"})
+"""Letters the seeds' extraction and the pages may write differently (شبکة / شبکهٔ)."""
+
+
+def letters(text: str) -> tuple[str, list[int]]:
+    """The letters of ``text`` after :func:`seed_text`'s normalization, nothing else (no
+    space, half-space, diacritic, digit, Latin or punctuation: a copied sentence is found
+    whatever the page put between its words), and where each one stands in ``text``."""
+    alike = _spelled_alike(text).translate(ALIKE)
+    found = list(LETTER.finditer(alike))
+    return "".join(m.group(0) for m in found), [m.start() for m in found]
+
+
+def seed_windows(seeds: Path = SEEDS) -> dict[str, set[str]]:
+    """Every run of :data:`COPIED_LETTERS` letters of each seed, by seed number: its text
+    as extracted, and with each line's words put back in reading order (seed 002's
+    extraction reverses them)."""
+    windows = {}
+    for path in sorted(seeds.glob("*.txt")):
+        text = path.read_text(encoding="utf-8")
+        turned = "\n".join(" ".join(reversed(line.split())) for line in text.splitlines())
+        runs = set()
+        for version in (text, turned):
+            run, _ = letters(version)
+            runs |= {run[i : i + COPIED_LETTERS] for i in range(len(run) - COPIED_LETTERS + 1)}
+        windows[path.name[:3]] = runs
+    return windows
+
+
+def copied_runs(text: str, windows: dict[str, set[str]], where: str) -> list[str]:
+    """Each stretch of ``text`` that a seed holds :data:`COPIED_LETTERS` letters or more of,
+    as ``<where>:<line>: <n> letters of seed <number>: «the page's words»``."""
+    run, at = letters(text)
+    found, i = [], 0
+    while i <= len(run) - COPIED_LETTERS:
+        seeds = [n for n, w in windows.items() if run[i : i + COPIED_LETTERS] in w]
+        if not seeds:
+            i += 1
+            continue
+        end = i + COPIED_LETTERS
+        while end < len(run) and any(run[end - COPIED_LETTERS + 1 : end + 1] in windows[n]
+                                     for n in seeds):  # fmt: skip
+            end += 1
+        line = text.count("\n", 0, at[i]) + 1
+        words = " ".join(text[at[i] : at[end - 1] + 1].split())
+        found.append(f"{where}:{line}: {end - i} letters of seed {'/'.join(seeds)}: «{words}»")
+        i = end
+    return found
+
+
+def shown_text() -> dict[str, str]:
+    """What the Persian part shows its reader, by where it stands: every page (all of it:
+    roles and tables too), the glossary's notes and reasons, the results spec's labels."""
+    shown = {f"book/fa/{page.name}": page.read_text(encoding="utf-8") for page in FA.glob("*.md")}
+    for term in glossary.load_glossary(FA / "glossary.yml").values():
+        reasons = [r.reason for r in term.rejected]
+        shown[f"book/fa/glossary.yml ({term.en})"] = "\n".join([term.note, *reasons])
+    shown["book/fa/results.yml"] = (FA / "results.yml").read_text(encoding="utf-8")
+    return shown
+
+
+@pytest.fixture(scope="module")
+def windows() -> dict[str, set[str]]:
+    if not SEEDS.is_dir():
+        pytest.skip(f"no source documents at {SEEDS}")
+    return seed_windows()
+
+
+def test_no_persian_text_is_copied_from_the_seeds(windows):
+    """Issue 26: the pages say it in the course's own words; a term of the seeds is welcome,
+    a sentence of theirs is not."""
+    found = [f for where, text in shown_text().items() for f in copied_runs(text, windows, where)]
+    assert not found, "copied from the seeds:\n" + "\n".join(found)
+
+
+def test_a_page_that_copies_a_seed_sentence_is_named_with_its_line_and_the_run(windows):
+    seed = {p.name[:3]: p.read_text(encoding="utf-8").splitlines() for p in SEEDS.glob("*.txt")}
+    # a whole line of seed 001, and a line of seed 002 with its words in reading order
+    line_001 = next(x for x in seed["001"] if len(letters(x)[0]) > 120).strip()
+    line_002 = next(x for x in seed["002"] if len(letters(x)[0]) > 80).strip()
+    reading_002 = " ".join(reversed(line_002.split()))
+    middle = len(line_001) // 2
+    middle = line_001.index(" ", middle)
+    page = (
+        "# صفحه\n\nاین بند را خود درس نوشته است و از منبعی برداشته نشده است.\n\n"
+        f"پیش از آن: {line_001[:middle]}\n{line_001[middle + 1 :].replace('ی', 'ي')}\n\n"
+        f"و سپس {reading_002.replace(' ', chr(0x200C), 3)}.\n"
+    )
+    found = copied_runs(page, windows, "book/fa/demo.md")
+    assert [re.match(r"book/fa/demo\.md:(\d+): \d+ letters of seed ([\d/]+)", f).groups()
+            for f in found] == [("5", "001"), ("8", "002")], found  # fmt: skip
+    assert f"«{line_001.split()[0]} " in found[0], "the run is quoted from the page"
+    assert int(re.search(r": (\d+) letters", found[0]).group(1)) >= len(letters(line_001)[0]) - 2
+    original = "# صفحه\n\nاین بند را خود درس نوشته است و از منبعی برداشته نشده است.\n"
+    assert copied_runs(original, windows, "book/fa/demo.md") == []
+    assert copied_runs(PAGE_WITH_REJECTED_WORDS, windows, "book/fa/demo.md") == []
 
 
 # -- Latin digits, the font ---------------------------------------------------------------------
