@@ -1,25 +1,34 @@
-"""Binary conv (bit-packed, XNOR + popcount) vs PyTorch's float32 conv, and the packed binary
-ResNet-20 vs its float32 twin: one thread, batch 1, the course's interleaved protocol.
+"""Binary conv (bit-packed, XNOR + popcount) vs the float32 conv (PyTorch and ONNX Runtime),
+and the packed binary ResNet-20 vs its float32 twin (PyTorch, ONNX Runtime) and the twin
+quantized to int8 with ONNX Runtime's own tools: batch 1, the course's interleaved protocol.
 
     python benchmarks/bench_bnn_kernel.py                 # 64, 256, 512 channels, 3x3, 8x8
     python benchmarks/bench_bnn_kernel.py --rounds 60     # more rounds: tighter intervals
+    python benchmarks/bench_bnn_kernel.py --json out.json # also write every number
 
 Latency does not depend on the weights' values, so both networks are untrained unless the
-chapter's full run left ``checkpoints/bnn_resnet20_latent.pt`` and ``resnet20_fp.pt``.
-Larq Compute Engine, the peer binary engine, is reported on (see ``peer_engine``) but not
-timed: its x86 kernels are reference code and its models come from TensorFlow.
+chapter's full run left ``checkpoints/bnn_resnet20_latent.pt`` and ``resnet20_fp.pt``. The
+int8 twin is calibrated on 500 training images (``COURSE_DATA_DIR``, see the README); its
+accuracy is measured on the 10,000 test images. Larq Compute Engine, the peer binary engine,
+is reported on (see ``peer_engine``) but not timed: its x86 kernels are reference code and
+its models come from TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from course_lib import bnn
+from course_lib import bnn, quantize
 from course_lib.bnn.experiment import BINARY_FILE, TWIN_FILE
 from course_lib.bnn.settings import NET
+from course_lib.data import load_cifar10, normalize, stratified_subset
 from course_lib.models import resnet20
 from course_lib.paths import CHECKPOINT_DIR
 
@@ -46,42 +55,86 @@ def peer_engine() -> str:
     )
 
 
+def int8_twin(twin: torch.nn.Module, folder: Path) -> tuple[Path, float | None]:
+    """The twin quantized to int8 (calibrated on 500 training images) and its test accuracy
+    (``None`` with an untrained twin, whose accuracy means nothing)."""
+    data = load_cifar10()
+    calibration = normalize(data.x_train[stratified_subset(data.y_train, 50, seed=0)])
+    path = quantize.quantize_int8(twin, calibration, folder / "twin_int8.onnx")
+    predictions = quantize.onnx_predictions(path, normalize(data.x_test))
+    return path, (predictions == data.y_test).float().mean().item()
+
+
+def print_network(net: dict, label: str) -> None:
+    print(f"\nResNet-20, {label}:")
+    for name, lat in net["latency_ms"].items():
+        print(f"  {name:28s} {lat['median_ms']:.3f} ms ({lat['low_ms']:.3f}-{lat['high_ms']:.3f})")
+    rows = [("float32 twin in PyTorch", net["speedup"]["binary, packed"])]
+    rows.append(("float32 twin in ONNX Runtime", net["speedup_vs_onnxruntime"]))
+    if "speedup_vs_int8" in net:
+        rows.append(("int8 twin in ONNX Runtime", net["speedup_vs_int8"]))
+    for name, r in rows:
+        low, high = r["interval"]
+        print(f"  packed binary vs {name}: {r['median']:.2f}x ({low:.2f}-{high:.2f})")
+    if "int8_vs_float32_onnxruntime" in net:
+        r = net["int8_vs_float32_onnxruntime"]
+        print(
+            f"  int8 vs float32, both ONNX Runtime: {r['median']:.2f}x "
+            f"({r['interval'][0]:.2f}-{r['interval'][1]:.2f})"
+        )
+    share = 100 * net["full_precision_share"]
+    print(f"  full-precision stem + head: {share:.0f} % of the packed time")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--channels", type=int, nargs="+", default=[64, 256, 512])
     parser.add_argument("--size", type=int, default=8, help="feature map height and width")
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--json", type=Path, help="write every measured number here")
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, popcount kernel: {bnn.kernel_path()}, 1 thread, batch 1")
+    print(f"torch {torch.__version__}, popcount kernel: {bnn.kernel_path()}, batch 1")
     kernel = bnn.kernel_benchmark(tuple(args.channels), args.size, args.rounds, args.calls)
-    for c, entry in kernel.items():
-        lat, s = entry["latency_ms"], entry["speedup"]
+    rate = kernel["popcount_rate"]
+    print(f"inner loop alone (popcount GEMM, words in cache): {rate / 1e9:.2f} G word ops/s")
+    for c in map(str, args.channels):
+        entry = kernel[c]
+        lat, s, o = entry["latency_ms"], entry["speedup"], entry["speedup_vs_onnxruntime"]
         print(
-            f"{c:>4} channels: float32 {lat['float32 conv']['median_ms']:.4f} ms, binary "
+            f"{c:>4} channels: float32 {lat['float32 conv']['median_ms']:.4f} ms (ONNX Runtime "
+            f"{lat['float32 conv, ONNX Runtime']['median_ms']:.4f}), binary "
             f"{lat['binary conv']['median_ms']:.4f} ms -> {s['median']:.1f}x "
-            f"({s['interval'][0]:.1f}-{s['interval'][1]:.1f})"
+            f"({s['interval'][0]:.1f}-{s['interval'][1]:.1f}) over PyTorch, {o['median']:.1f}x "
+            f"({o['interval'][0]:.1f}-{o['interval'][1]:.1f}) over ONNX Runtime; "
+            f"{entry['word_ops']:,} word ops, {100 * entry['peak_fraction']:.0f} % of the "
+            "inner loop's rate"
         )
     binary, twin, which = networks()
-    net = bnn.network_benchmark(binary, twin, rounds=args.rounds)
-    print(f"\nResNet-20, {which}:")
-    for name, lat in net["latency_ms"].items():
-        print(f"  {name:28s} {lat['median_ms']:.3f} ms ({lat['low_ms']:.3f}-{lat['high_ms']:.3f})")
-    for name, ratio in net["speedup"].items():
-        if name == "binary, packed":
-            print(
-                f"  packed binary vs float32 twin in PyTorch: {ratio['median']:.2f}x "
-                f"({ratio['interval'][0]:.2f}-{ratio['interval'][1]:.2f})"
-            )
-    r = net["speedup_vs_onnxruntime"]
+    out = {"kernel": kernel, "kernel_path": bnn.kernel_path(), "networks": which}
+    with tempfile.TemporaryDirectory() as folder:
+        int8, int8_accuracy = int8_twin(twin, Path(folder))
+        if which.startswith("untrained"):
+            int8_accuracy = None
+        for threads in (1, 2):
+            net = bnn.network_benchmark(binary, twin, args.rounds, threads=threads, int8=int8)
+            print_network(net, f"{which}, {threads} thread{'s' if threads > 1 else ''}")
+            out[f"network_{threads}_threads"] = net
+    if int8_accuracy is not None:
+        print(f"  int8 twin test accuracy: {100 * int8_accuracy:.2f} % (10,000 images)")
+    out["int8_test_accuracy"] = int8_accuracy
+    plain = bnn.binary_resnet20(NET).eval()
+    adaptive = bnn.binary_resnet20(replace(NET, amplitude=True)).eval()
+    amp = bnn.benchmark.amplitude_benchmark(plain, adaptive, rounds=args.rounds)
+    r = amp["speedup"]["DA-BNN, packed"]
     print(
-        f"  packed binary vs float32 twin in ONNX Runtime: {r['median']:.2f}x "
-        f"({r['interval'][0]:.2f}-{r['interval'][1]:.2f})"
+        f"\nDA-BNN amplitudes: the packed DA-BNN network takes {1 / r['median']:.2f}x the time "
+        f"of the plain packed network ({1 / r['interval'][1]:.2f}-{1 / r['interval'][0]:.2f})"
     )
-    print(
-        f"  full-precision stem + head: {100 * net['full_precision_share']:.0f} % of the packed time"
-    )
+    out["amplitude"] = amp
     print("\n" + peer_engine())
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -446,7 +446,17 @@ def test_benchmarks_run_and_report_intervals():
     entry = result["16"]
     low, high = entry["speedup"]["interval"]
     assert low <= entry["speedup"]["median"] <= high
-    assert set(entry["latency_ms"]) == {"float32 conv", "binary conv"}
+    assert set(entry["latency_ms"]) == {"float32 conv", "float32 conv, ONNX Runtime", "binary conv"}
+    low, high = entry["speedup_vs_onnxruntime"]["interval"]
+    assert low <= entry["speedup_vs_onnxruntime"]["median"] <= high
+    assert entry["word_ops"] == 8 * 8 * 3 * 1 * 16, "an 8x8 map, 3 rows of 6 bytes: a word each"
+    assert result["popcount_rate"] > 0 and entry["peak_fraction"] > 0
+
+
+def test_word_operations_follow_the_kernels_row_layout():
+    assert bnn.benchmark.conv_word_ops(256, 8) == 64 * 3 * 12 * 256
+    assert bnn.benchmark.conv_word_ops(32, 16) == 256 * 3 * 2 * 32, "12-byte rows: two words"
+    assert bnn.benchmark.conv_word_ops(20, 4) == 16 * 3 * 2 * 24, "9-byte rows, 24 channels"
 
 
 def test_settings_profiles():

@@ -187,6 +187,8 @@ def headline(m: dict) -> dict:
         "kernel_speedup_256": k["median"],
         "kernel_speedup_256_interval": k["interval"],
         "network_speedup_b1": m["network"]["speedup"]["binary, packed"]["median"],
+        "network_speedup_vs_ort_b1": m["network"]["speedup_vs_onnxruntime"]["median"],
+        "network_speedup_vs_ort_b1_interval": m["network"]["speedup_vs_onnxruntime"]["interval"],
         "packed_size_ratio": m["sizes"]["packed_size_ratio"],
     }
 

@@ -21,6 +21,7 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -272,15 +273,17 @@ template <int PB>
 __attribute__((target("avx2")))
 void gemm_rows_avx2(const uint64_t* patch, const uint64_t* wt, int64_t k_words, int64_t o_pad,
                     int32_t* acc) {
-  for (int64_t o0 = 0; o0 < o_pad; o0 += 8) gemm_block_avx2<PB, 2>(patch, wt, k_words, o_pad, o0, acc);
+  int64_t o0 = 0;
+  for (; o0 + 16 <= o_pad; o0 += 16) gemm_block_avx2<PB, 4>(patch, wt, k_words, o_pad, o0, acc);
+  for (; o0 < o_pad; o0 += 8) gemm_block_avx2<PB, 2>(patch, wt, k_words, o_pad, o0, acc);
 }
 
 __attribute__((target("avx2")))
 void popcount_gemm_avx2(const uint64_t* patch, const uint64_t* wt, int64_t p_count,
                         int64_t k_words, int64_t o_pad, int32_t* acc) {
   int64_t p = 0;
-  for (; p + 4 <= p_count; p += 4)
-    gemm_rows_avx2<4>(patch + p * k_words, wt, k_words, o_pad, acc + p * o_pad);
+  for (; p + 2 <= p_count; p += 2)
+    gemm_rows_avx2<2>(patch + p * k_words, wt, k_words, o_pad, acc + p * o_pad);
   for (; p < p_count; ++p) gemm_rows_avx2<1>(patch + p * k_words, wt, k_words, o_pad, acc + p * o_pad);
 }
 
@@ -647,6 +650,35 @@ torch::Tensor kernel_weights(torch::Tensor bits) {
   return out;
 }
 
+// --- the inner loop alone ------------------------------------------------------------------------
+// Seconds for `reps` popcount GEMMs of `pixels` patches of `k_words` words against `o_pad`
+// output channels, on fixed pseudo-random words already in cache: no packing, gathering or
+// epilogue. pixels * k_words * o_pad * reps XOR + popcount word operations; the benchmark
+// divides to get the machine's rate for this kernel, the limit the full conv is compared to.
+double gemm_seconds(int64_t pixels, int64_t k_words, int64_t o_pad, int64_t reps) {
+  TORCH_CHECK(pixels > 0 && k_words > 0 && o_pad > 0 && o_pad % 8 == 0 && reps > 0,
+              "gemm_seconds: positive sizes, o_pad a multiple of 8");
+  std::vector<uint64_t> patch(pixels * k_words), wt(k_words * o_pad);
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  auto next = [&state]() {  // xorshift64
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  for (auto& v : patch) v = next();
+  for (auto& v : wt) v = next();
+  std::vector<int32_t> acc(pixels * o_pad);
+  popcount_gemm(patch.data(), wt.data(), pixels, k_words, o_pad, acc.data());  // warm up
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t r = 0; r < reps; ++r)
+    popcount_gemm(patch.data(), wt.data(), pixels, k_words, o_pad, acc.data());
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+  volatile int32_t sink = acc[0];  // keep the result alive
+  (void)sink;
+  return elapsed.count();
+}
+
 // --- layouts -------------------------------------------------------------------------------------
 // NCHW <-> NHWC float32 copies (PyTorch's permute + contiguous takes a general strided path,
 // several times slower at these sizes). Pure data movement: the values are unchanged.
@@ -820,6 +852,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("kernel_weights", &kernel_weights, "sign bits (O, kh, kw, B) -> K-major 64-bit words");
   m.def("conv_dot", &conv_dot, "integer dot products of a packed binary conv");
   m.def("conv_fused", &conv_fused, "packed binary conv + scale + bias + residual + activation");
+  m.def("gemm_seconds", &gemm_seconds, "seconds for reps popcount GEMMs alone (benchmark)");
   m.def("to_nhwc", &to_nhwc, "NCHW float32 -> NHWC (a plain copy)");
   m.def("to_nchw", &to_nchw, "NHWC float32 -> NCHW (a plain copy)");
   m.def("kernel_path", &kernel_path, "which popcount implementation runs on this CPU");
