@@ -125,12 +125,30 @@ def test_the_settled_terms_and_the_seeds_variants_are_recorded():
         "merge": "ترکیب",
         "epoch": "ایپاک",
         "cross-entropy": "آنتروپی متقابل",
+        # settled in the second reading
+        "thread": "ریسمان",
+        "standard error": "خطای معیار",
+        "random seed": "بذر تصادفی",
+        "float twin": "همزاد",
+        "shortcut": "میان‌بر",
+        "threshold": "آستانه",
+        "hook": "قلاب",
+        "warm start": "شروع گرم",
+        "teacher": "معلم",
+        "student": "شاگرد",
+        "noise": "نوفه",
+        "deployment": "استقرار",
+        "cost function": "تابع هزینه",
     }
     assert {en: terms.term(en).fa for en in settled} == settled
     rejected = {(t.key, r.fa) for t in terms.values() for r in t.rejected}
     assert {("accuracy", "دقت"), ("epoch", "دوره"), ("kernel", "هسته"), ("merge", "ادغام")} <= (
         rejected
     )
+    assert {("thread", "رشته"), ("standard error", "خطای استاندارد")} <= rejected
+    # seeds 000 and 001 write ریسمان for the threads that run the paths: a term of its own
+    assert set(terms.term("thread").seeds) == {"000", "001"}
+    assert "ریسمان" not in {v.fa for v in terms.term("parallel path").variants}
     variants = {v.fa for t in terms.values() for v in t.variants} | {t.fa for t in terms.values()}
     for word in ["پیچشی", "هرس مرحله‌به‌مرحله", "هرس وزنی", "هرس کانالی", "متغیر تصمیم‌گیری",
                  "ریسمان", "سربار", "دووجهی", "واحد گیرهٔ اصلاح‌شده", "تابع ضرر"]:  # fmt: skip
