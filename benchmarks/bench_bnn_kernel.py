@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, popcount kernel: {bnn.kernel_path()}, batch 1")
     kernel = bnn.kernel_benchmark(tuple(args.channels), args.size, args.rounds, args.calls)
-    rate = kernel["popcount_rate"]
+    rate = kernel[str(args.channels[0])]["popcount_rate"]
     print(f"inner loop alone (popcount GEMM, words in cache): {rate / 1e9:.2f} G word ops/s")
     for c in map(str, args.channels):
         entry = kernel[c]

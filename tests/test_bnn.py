@@ -450,7 +450,7 @@ def test_benchmarks_run_and_report_intervals():
     low, high = entry["speedup_vs_onnxruntime"]["interval"]
     assert low <= entry["speedup_vs_onnxruntime"]["median"] <= high
     assert entry["word_ops"] == 8 * 8 * 3 * 1 * 16, "an 8x8 map, 3 rows of 6 bytes: a word each"
-    assert result["popcount_rate"] > 0 and entry["peak_fraction"] > 0
+    assert entry["popcount_rate"] > 0 and entry["peak_fraction"] > 0
 
 
 def test_word_operations_follow_the_kernels_row_layout():

@@ -40,7 +40,8 @@ REPORT_ROWS = {
     "bdbnn": "BD-BNN",
     "fp": "full precision",
 }
-#: ReCU's CIFAR-10 schedule, for the budget comparison.
+#: ReCU's CIFAR-10 schedule in ReCU's own paper (the report states no epochs), for the
+#: budget comparison.
 REPORT_EPOCHS = 600
 #: Larq Compute Engine's reported speed-ups of binary over float convolutions on ARM.
 LCE_SPEEDUP_RANGE = (8.5, 18.5)
