@@ -123,7 +123,10 @@ def test_dabnn_amplitudes_run_after_the_kernel_and_survive_the_file(tmp_path):
     if bnn.kernel_available():
         native = bnn.load_packed(tmp_path / "dabnn.cbnn", "cpp")
         h = native.stem(x)
-        assert torch.equal(native.body(h), native.body_layer_by_layer(h)), "one C++ call"
+        # the native amplitude sums in another order: equal within float rounding
+        torch.testing.assert_close(
+            native.body(h), native.body_layer_by_layer(h), atol=1e-5, rtol=1e-5
+        )
         assert torch.allclose(native(x), want, atol=1e-5)
 
 

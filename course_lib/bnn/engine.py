@@ -19,9 +19,13 @@ largest logit difference 1.9e-6; :func:`~.experiment.compare_logits` measures bo
 DA-BNN's data-adaptive amplitudes (:mod:`.dabnn`) sit between the conv and its BatchNorm
 and depend on the data, so they cannot fold: in such a layer the kernel computes only
 ``alpha * dot`` (``scale = alpha``, ``bias = 0``, no epilogue), and the amplitude, the
-BatchNorm, the shortcut and the activation follow as PyTorch operations on the NCHW map
-(:class:`AmplitudeTail`), the same operations the model runs in eval mode. That is the
-amplitudes' price at inference: extra float work and one layout round trip per layer.
+BatchNorm, the shortcut and the activation follow. Layer by layer
+(:meth:`PackedResNet.body_layer_by_layer`, and the PyTorch backend) they are the PyTorch
+operations the model runs in eval mode (:class:`AmplitudeTail`), so the logits equal the
+model's; in the native body they are plain C++ loops over the NHWC map (``amplitude_tail``
+in ``csrc/binary_conv.cpp``), the same function with sums in another order: equal within
+float rounding (the tests: same predictions, logits within 1e-5). That is the amplitudes'
+price at inference: a 7x7 conv of two maps, two reductions and two sigmoids per layer.
 
 The file (:func:`save_packed`) is a small JSON header and the raw bytes of every tensor:
 1 bit per binary weight, float32 for everything else.

@@ -83,7 +83,7 @@ bool use_avx512() { return isa() >= kAvx512; }
 // --- packing -----------------------------------------------------------------------------
 
 // One pixel: c floats (minus thresholds) -> ceil(c / 8) bytes of sign bits.
-void pack_pixel_portable(const float* x, const float* thr, int64_t c, uint8_t* out) {
+inline void pack_pixel_portable(const float* x, const float* thr, int64_t c, uint8_t* out) {
   const int64_t bytes = (c + 7) / 8;
   std::memset(out, 0, bytes);
   for (int64_t i = 0; i < c; ++i) {
@@ -99,7 +99,7 @@ __attribute__((target("avx512f"))) inline __mmask16 negative_lanes(__m512 v) {
 }
 
 __attribute__((target("avx512f,avx512bw")))
-void pack_pixel_avx512(const float* x, const float* thr, int64_t c, uint8_t* out) {
+inline void pack_pixel_avx512(const float* x, const float* thr, int64_t c, uint8_t* out) {
   int64_t i = 0;
   for (; i + 16 <= c; i += 16) {
     const __m512 v = _mm512_sub_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(thr + i));
@@ -117,7 +117,7 @@ void pack_pixel_avx512(const float* x, const float* thr, int64_t c, uint8_t* out
 
 // 8 floats' sign bits per byte: movemask reads exactly the IEEE sign bits.
 __attribute__((target("avx2")))
-void pack_pixel_avx2(const float* x, const float* thr, int64_t c, uint8_t* out) {
+inline void pack_pixel_avx2(const float* x, const float* thr, int64_t c, uint8_t* out) {
   int64_t i = 0;
   for (; i + 8 <= c; i += 8)
     out[i / 8] = static_cast<uint8_t>(
@@ -131,14 +131,35 @@ void pack_pixel_avx2(const float* x, const float* thr, int64_t c, uint8_t* out) 
 }
 #endif
 
-using PackPixel = void (*)(const float*, const float*, int64_t, uint8_t*);
+// One row of `w` pixels, `c` channels each, into `bytes` bytes per pixel. One call per row:
+// the per-pixel routine inlines into it (same instruction set), no call per pixel.
+using PackRow = void (*)(const float*, const float*, int64_t, int64_t, int64_t, uint8_t*);
 
-PackPixel pack_pixel() {
+void pack_row_portable(const float* x, const float* thr, int64_t c, int64_t w, int64_t bytes,
+                       uint8_t* out) {
+  for (int64_t i = 0; i < w; ++i) pack_pixel_portable(x + i * c, thr, c, out + i * bytes);
+}
+
 #if COURSE_X86
-  if (isa() >= kAvx512) return pack_pixel_avx512;
-  if (isa() >= kAvx2) return pack_pixel_avx2;
+__attribute__((target("avx2")))
+void pack_row_avx2(const float* x, const float* thr, int64_t c, int64_t w, int64_t bytes,
+                   uint8_t* out) {
+  for (int64_t i = 0; i < w; ++i) pack_pixel_avx2(x + i * c, thr, c, out + i * bytes);
+}
+
+__attribute__((target("avx512f,avx512bw")))
+void pack_row_avx512(const float* x, const float* thr, int64_t c, int64_t w, int64_t bytes,
+                     uint8_t* out) {
+  for (int64_t i = 0; i < w; ++i) pack_pixel_avx512(x + i * c, thr, c, out + i * bytes);
+}
 #endif
-  return pack_pixel_portable;
+
+PackRow pack_row() {
+#if COURSE_X86
+  if (isa() >= kAvx512) return pack_row_avx512;
+  if (isa() >= kAvx2) return pack_row_avx2;
+#endif
+  return pack_row_portable;
 }
 
 // x: (N, H, W, C) float32 -> (N, H + 2p, W + 2p, ceil(C / 8)) uint8, pad pixels all zero bits.
@@ -157,13 +178,11 @@ torch::Tensor pack_activations(torch::Tensor x, torch::Tensor threshold, int64_t
   const float* xp = x.data_ptr<float>();
   const float* tp = threshold.data_ptr<float>();
   uint8_t* op = out.data_ptr<uint8_t>();
-  const PackPixel pack = pack_pixel();
+  const PackRow pack = pack_row();
   at::parallel_for(0, n * h, 16, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / h, y = row % h;
-      for (int64_t xx = 0; xx < w; ++xx)
-        pack(xp + ((b * h + y) * w + xx) * c, tp, c,
-             op + ((b * hp + y + pad) * wp + xx + pad) * bytes);
+      pack(xp + (b * h + y) * w * c, tp, c, w, bytes, op + ((b * hp + y + pad) * wp + pad) * bytes);
     }
   });
   return out;
@@ -395,8 +414,9 @@ inline void gather_patch(uint64_t* dst, const uint8_t* src, int64_t rows, int64_
   }
 }
 
-// The popcounts of one conv: emit(p, acc, corr) for every output pixel p (batch-major, then
-// rows, then columns), where dot[o] = K - 2 * acc[o] - corr[o] is the integer dot product.
+// The popcounts of one conv, a block of output pixels at a time (batch-major, then rows, then
+// columns): emit(p0, count, acc, corr) for pixels p0 .. p0 + count - 1, where for pixel
+// p0 + q, dot[o] = K - 2 * acc[q * o_pad + o] - corr[q][o] is the integer dot product.
 // taps: (kh, kw, o) int32, S[i][j][o] = sum_c w[o][c][i][j] (+-1 weights).
 template <class Emit>
 void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torch::Tensor& taps,
@@ -447,7 +467,7 @@ void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torc
   at::parallel_for(0, (pixels + block - 1) / block, 1, [&](int64_t begin, int64_t end) {
     std::vector<uint64_t> patch(block * s.k_words, 0);
     std::vector<int32_t> acc(block * s.o_pad);
-    int32_t pattern[block];
+    const int32_t* corr_of[block];
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t p0 = blk * block, count = std::min(block, pixels - p0);
       int64_t b = p0 / plane, oy = (p0 % plane) / s.ow, ox = p0 % s.ow;
@@ -455,7 +475,7 @@ void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torc
         const uint8_t* src = in + ((b * hp + oy * s.stride) * wpix + ox * s.stride) * s.tap_bytes;
         gather_patch(patch.data() + q * s.k_words, src, s.kh, row_bytes, wpix * s.tap_bytes,
                      fast_gather);
-        pattern[q] = pattern_at[oy * s.ow + ox];
+        corr_of[q] = corr.data() + pattern_at[oy * s.ow + ox] * s.o;
         if (++ox == s.ow) {
           ox = 0;
           if (++oy == s.oh) {
@@ -465,10 +485,7 @@ void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torc
         }
       }
       popcount_gemm(patch.data(), wp, count, s.k_words, s.o_pad, acc.data());
-      for (int64_t q = 0; q < count; ++q) {
-        const int64_t p = p0 + q;
-        emit(p, acc.data() + q * s.o_pad, corr.data() + pattern[q] * s.o);
-      }
+      emit(p0, count, acc.data(), corr_of);
     }
   });
 }
@@ -505,7 +522,7 @@ void epilogue_portable(const Epilogue& e, const int32_t* acc, const int32_t* cor
 
 #if COURSE_X86
 __attribute__((target("avx512f")))
-void epilogue_avx512(const Epilogue& e, const int32_t* acc, const int32_t* corr, const float* res,
+inline void epilogue_avx512(const Epilogue& e, const int32_t* acc, const int32_t* corr, const float* res,
                      float* dst) {
   const __m512i k = _mm512_set1_epi32(e.k_bits);
   const __m512 lo = _mm512_set1_ps(-1.0f), hi = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
@@ -531,7 +548,7 @@ void epilogue_avx512(const Epilogue& e, const int32_t* acc, const int32_t* corr,
 }
 // The same operations, 8 channels at a time (no FMA: mul, then add, as above).
 __attribute__((target("avx2")))
-void epilogue_avx2(const Epilogue& e, const int32_t* acc, const int32_t* corr, const float* res,
+inline void epilogue_avx2(const Epilogue& e, const int32_t* acc, const int32_t* corr, const float* res,
                    float* dst) {
   const __m256i k = _mm256_set1_epi32(e.k_bits);
   const __m256 lo = _mm256_set1_ps(-1.0f), hi = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
@@ -557,6 +574,35 @@ void epilogue_avx2(const Epilogue& e, const int32_t* acc, const int32_t* corr, c
 }
 #endif
 
+// A block of `count` pixels: one call per block, the per-pixel epilogue inlined into it.
+// acc: count rows of o_pad counts; res and dst: count rows of e.o floats (res may be null).
+using EpilogueBlock = void (*)(const Epilogue&, const int32_t*, int64_t, const int32_t* const*,
+                               int64_t, const float*, float*);
+
+void epilogue_block_portable(const Epilogue& e, const int32_t* acc, int64_t o_pad,
+                             const int32_t* const* corr, int64_t count, const float* res,
+                             float* dst) {
+  for (int64_t q = 0; q < count; ++q)
+    epilogue_portable(e, acc + q * o_pad, corr[q], res ? res + q * e.o : nullptr, dst + q * e.o);
+}
+
+#if COURSE_X86
+__attribute__((target("avx2")))
+void epilogue_block_avx2(const Epilogue& e, const int32_t* acc, int64_t o_pad,
+                         const int32_t* const* corr, int64_t count, const float* res, float* dst) {
+  for (int64_t q = 0; q < count; ++q)
+    epilogue_avx2(e, acc + q * o_pad, corr[q], res ? res + q * e.o : nullptr, dst + q * e.o);
+}
+
+__attribute__((target("avx512f")))
+void epilogue_block_avx512(const Epilogue& e, const int32_t* acc, int64_t o_pad,
+                           const int32_t* const* corr, int64_t count, const float* res,
+                           float* dst) {
+  for (int64_t q = 0; q < count; ++q)
+    epilogue_avx512(e, acc + q * o_pad, corr[q], res ? res + q * e.o : nullptr, dst + q * e.o);
+}
+#endif
+
 void check_layer(const torch::Tensor& wt, const torch::Tensor& taps) {
   TORCH_CHECK(wt.dim() == 2 && wt.scalar_type() == torch::kInt64 && wt.is_contiguous(),
               "weights: expected a contiguous int64 (k_words, o_pad) tensor (see pack_weights)");
@@ -574,9 +620,12 @@ torch::Tensor conv_dot(torch::Tensor packed, int64_t h, int64_t w, int64_t c, to
   auto out = torch::empty({s.n, s.oh, s.ow, s.o}, torch::kInt32);
   int32_t* op = out.data_ptr<int32_t>();
   const int32_t k_bits = static_cast<int32_t>(s.kh * s.kw * s.c);
-  binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* acc, const int32_t* corr) {
-    for (int64_t o = 0; o < s.o; ++o) op[p * s.o + o] = k_bits - 2 * acc[o] - corr[o];
-  });
+  binary_dot(packed, wt, taps, s,
+             [&](int64_t p0, int64_t count, const int32_t* acc, const int32_t* const* corr) {
+               for (int64_t q = 0; q < count; ++q)
+                 for (int64_t o = 0; o < s.o; ++o)
+                   op[(p0 + q) * s.o + o] = k_bits - 2 * acc[q * s.o_pad + o] - corr[q][o];
+             });
   return out;
 }
 
@@ -608,23 +657,15 @@ torch::Tensor conv_fused(torch::Tensor x, torch::Tensor threshold, torch::Tensor
   const float* bp = bias.data_ptr<float>();
   const float* lp = act == kPrelu ? slope.data_ptr<float>() : nullptr;
   const Epilogue e{static_cast<int32_t>(s.kh * s.kw * s.c), sp, bp, lp, act, s.o};
+  EpilogueBlock epilogue = epilogue_block_portable;
 #if COURSE_X86
-  if (use_avx512()) {
-    binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* acc, const int32_t* corr) {
-      epilogue_avx512(e, acc, corr, rp ? rp + p * s.o : nullptr, op + p * s.o);
-    });
-    return out;
-  }
-  if (isa() >= kAvx2) {
-    binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* acc, const int32_t* corr) {
-      epilogue_avx2(e, acc, corr, rp ? rp + p * s.o : nullptr, op + p * s.o);
-    });
-    return out;
-  }
+  if (isa() >= kAvx512) epilogue = epilogue_block_avx512;
+  else if (isa() >= kAvx2) epilogue = epilogue_block_avx2;
 #endif
-  binary_dot(packed, wt, taps, s, [&](int64_t p, const int32_t* acc, const int32_t* corr) {
-    epilogue_portable(e, acc, corr, rp ? rp + p * s.o : nullptr, op + p * s.o);
-  });
+  binary_dot(packed, wt, taps, s,
+             [&](int64_t p0, int64_t count, const int32_t* acc, const int32_t* const* corr) {
+               epilogue(e, acc, s.o_pad, corr, count, rp ? rp + p0 * s.o : nullptr, op + p0 * s.o);
+             });
   return out;
 }
 
@@ -714,8 +755,9 @@ torch::Tensor to_nchw(torch::Tensor x) {
 // each act(BN(alpha * dot) + residual), the first with the block's shortcut as residual, the
 // second with the first's output. Built once from the packed tensors (weights in the inner
 // loop's layout); forward() never returns to Python between layers. The shortcut's float
-// ops (a 1x1 conv + BatchNorm) and DA-BNN's amplitude tail call the same ATen operations as
-// the Python engine, in the same order, so they give the same floats.
+// ops (a 1x1 conv + BatchNorm) call the same ATen operations as the Python engine, in the
+// same order, so they give the same floats; DA-BNN's amplitude tail is native
+// (amplitude_tail), equal to the Python engine's within float rounding.
 
 struct BodyLayer {
   torch::Tensor threshold, words, taps, scale, bias, slope;
@@ -732,6 +774,131 @@ struct BodyBlock {
   torch::Tensor weight, mean, var, bn_weight, bn_bias;
   double eps;
 };
+
+// DA-BNN's tail, natively: act(BN(A(m)) + residual) on NHWC maps, A from the two kernels of
+// eq. 11-12 (dabnn.apply_amplitude): channel factors sigmoid(k_c * mean over pixels), then
+// pixel factors sigmoid(k_s * [mean; max] over channels) of the rescaled map. Plain loops,
+// one pass per step, no ATen call: the same function as the model's, with sums in another
+// order, so equal to its float operations within rounding, not to the bit.
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// sigmoid(k x k conv of the two zero-padded maps (mean, max)), one output row at a time;
+// the inner loop over x vectorizes (8 lanes in the AVX2 copy).
+__attribute__((always_inline)) inline void spatial_conv_rows(const float* padded, const float* ws,
+                                                             int64_t h, int64_t w, int64_t k,
+                                                             float* row, float* out) {
+  const int64_t pw = w + k - 1;
+  for (int64_t y = 0; y < h; ++y) {
+    std::fill(row, row + w, 0.0f);
+    for (int64_t map = 0; map < 2; ++map)
+      for (int64_t dy = 0; dy < k; ++dy) {
+        const float* src = padded + map * (h + k - 1) * pw + (y + dy) * pw;
+        for (int64_t dx = 0; dx < k; ++dx) {
+          const float wt = ws[(map * k + dy) * k + dx];
+          for (int64_t x = 0; x < w; ++x) row[x] += wt * src[x + dx];
+        }
+      }
+    for (int64_t x = 0; x < w; ++x) out[y * w + x] = sigmoid(row[x]);
+  }
+}
+
+#if COURSE_X86
+__attribute__((target("avx2"))) void spatial_conv_avx2(const float* padded, const float* ws,
+                                                       int64_t h, int64_t w, int64_t k, float* row,
+                                                       float* out) {
+  spatial_conv_rows(padded, ws, h, w, k, row, out);
+}
+#endif
+
+void spatial_conv(const float* padded, const float* ws, int64_t h, int64_t w, int64_t k, float* row,
+                  float* out) {
+#if COURSE_X86
+  if (isa() >= kAvx2) return spatial_conv_avx2(padded, ws, h, w, k, row, out);
+#endif
+  spatial_conv_rows(padded, ws, h, w, k, row, out);
+}
+
+torch::Tensor amplitude_tail(const torch::Tensor& m, const BodyLayer& l, const torch::Tensor& res) {
+  const int64_t n = m.size(0), h = m.size(1), w = m.size(2), c = m.size(3), hw = h * w;
+  const int64_t kc = l.amp_channel.numel(), k = l.amp_spatial.size(-1), pw = w + k - 1;
+  const float* mp = m.data_ptr<float>();
+  const float* rp = res.data_ptr<float>();
+  const float* wc = l.amp_channel.data_ptr<float>();
+  const float* ws = l.amp_spatial.data_ptr<float>();  // (1, 2, k, k): mean map, then max map
+  auto out = torch::empty_like(m);
+  float* op = out.data_ptr<float>();
+  // eval-mode BatchNorm as ATen computes it: x * (w / sqrt(var + eps)) + (b - mean * that)
+  std::vector<float> scale(c), shift(c);
+  const float* mean = l.bn_mean.data_ptr<float>();
+  const float* var = l.bn_var.data_ptr<float>();
+  const float* bw = l.bn_weight.data_ptr<float>();
+  const float* bb = l.bn_bias.data_ptr<float>();
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float invstd = 1.0f / std::sqrt(var[ch] + static_cast<float>(l.bn_eps));
+    scale[ch] = bw[ch] * invstd;
+    shift[ch] = bb[ch] - mean[ch] * scale[ch];
+  }
+  std::vector<float> sum(c);
+  const float inv_c = 1.0f / static_cast<float>(c), inv_hw = 1.0f / static_cast<float>(hw);
+  const float* slope = l.act == kPrelu ? l.slope.data_ptr<float>() : nullptr;
+  std::vector<float> a(c), spatial(hw), padded(2 * (h + k - 1) * pw), row(w);
+  for (int64_t b = 0; b < n; ++b) {
+    const float* mb = mp + b * hw * c;
+    std::fill(sum.begin(), sum.end(), 0.0f);
+    for (int64_t p = 0; p < hw; ++p)
+      for (int64_t ch = 0; ch < c; ++ch) sum[ch] += mb[p * c + ch];
+    for (int64_t ch = 0; ch < c; ++ch) {  // 1-D conv across channels, zero padded
+      float acc = 0.0f;
+      for (int64_t j = 0; j < kc; ++j) {
+        const int64_t src = ch + j - kc / 2;
+        if (src >= 0 && src < c) acc += wc[j] * (sum[src] * inv_hw);
+      }
+      a[ch] = sigmoid(acc);
+    }
+    std::fill(padded.begin(), padded.end(), 0.0f);
+    float* mean_map = padded.data();
+    float* max_map = padded.data() + (h + k - 1) * pw;
+    for (int64_t y = 0; y < h; ++y)  // mean and max over channels of the rescaled map
+      for (int64_t x = 0; x < w; ++x) {
+        const float* v = mb + (y * w + x) * c;
+        float lanes[8] = {}, tops[8];  // 8 independent partial sums and maxima: vectorizable
+        std::fill(tops, tops + 8, -INFINITY);
+        int64_t ch = 0;
+        for (; ch + 8 <= c; ch += 8)
+          for (int l = 0; l < 8; ++l) {
+            const float scaled = v[ch + l] * a[ch + l];
+            lanes[l] += scaled;
+            tops[l] = scaled > tops[l] ? scaled : tops[l];
+          }
+        for (; ch < c; ++ch) {
+          const float scaled = v[ch] * a[ch];
+          lanes[0] += scaled;
+          tops[0] = scaled > tops[0] ? scaled : tops[0];
+        }
+        float total = 0.0f, top = -INFINITY;
+        for (int l = 0; l < 8; ++l) {
+          total += lanes[l];
+          top = tops[l] > top ? tops[l] : top;
+        }
+        const int64_t at = (y + k / 2) * pw + x + k / 2;
+        mean_map[at] = total * inv_c;
+        max_map[at] = top;
+      }
+    spatial_conv(padded.data(), ws, h, w, k, row.data(), spatial.data());
+    for (int64_t p = 0; p < hw; ++p) {  // the factors, BatchNorm, residual: one pixel's channels
+      const float* v = mb + p * c;
+      const float* r = rp + (b * hw + p) * c;
+      float* o = op + (b * hw + p) * c;
+      const float f = spatial[p];
+      for (int64_t ch = 0; ch < c; ++ch) o[ch] = ((v[ch] * a[ch]) * f) * scale[ch] + shift[ch] + r[ch];
+      if (l.act == kHardtanh)
+        for (int64_t ch = 0; ch < c; ++ch) o[ch] = o[ch] < -1.0f ? -1.0f : (o[ch] > 1.0f ? 1.0f : o[ch]);
+      if (l.act == kPrelu)
+        for (int64_t ch = 0; ch < c; ++ch) o[ch] = o[ch] > 0.0f ? o[ch] : slope[ch] * o[ch];
+    }
+  }
+  return out;
+}
 
 class PackedBody {
  public:
@@ -751,12 +918,13 @@ class PackedBody {
     TORCH_CHECK(!layers_.empty(), "set_amplitude: add the layer first");
     BodyLayer& l = layers_.back();
     l.amplitude = true;
-    l.amp_channel = channel;
-    l.amp_spatial = spatial.contiguous();
-    l.bn_mean = mean;
-    l.bn_var = var;
-    l.bn_weight = weight;
-    l.bn_bias = bias;
+    const auto f32 = [](const torch::Tensor& t) { return t.to(torch::kFloat32).contiguous(); };
+    l.amp_channel = f32(channel);
+    l.amp_spatial = f32(spatial);
+    l.bn_mean = f32(mean);
+    l.bn_var = f32(var);
+    l.bn_weight = f32(weight);
+    l.bn_bias = f32(bias);
     l.bn_eps = eps;
   }
 
@@ -809,22 +977,9 @@ class PackedBody {
     if (!l.amplitude)
       return conv_fused(x, l.threshold, l.words, l.taps, l.scale, l.bias, res, l.act, l.slope,
                         l.stride, l.pad);
-    torch::Tensor m = conv_fused(x, l.threshold, l.words, l.taps, l.scale, l.bias, c10::nullopt,
-                                 kIdentity, l.slope, l.stride, l.pad)
-                          .permute({0, 3, 1, 2});
-    // dabnn.apply_amplitude: channel factor, then the spatial factor of the rescaled map
-    const int64_t kc = l.amp_channel.size(-1), ks = l.amp_spatial.size(-1);
-    const torch::Tensor pooled = m.mean({2, 3}).unsqueeze(1);
-    const torch::Tensor a = at::sigmoid(at::conv1d(pooled, l.amp_channel, {}, {1}, {kc / 2}));
-    m = m * a.view({m.size(0), -1, 1, 1});
-    const torch::Tensor stacked = at::cat({m.mean({1}, true), m.amax({1}, true)}, 1);
-    m = m * at::sigmoid(at::conv2d(stacked, l.amp_spatial, {}, {1}, {ks / 2}));
-    torch::Tensor y =
-        at::batch_norm(m, l.bn_weight, l.bn_bias, l.bn_mean, l.bn_var, false, 0.0, l.bn_eps, true);
-    y = y + res.permute({0, 3, 1, 2});
-    if (l.act == kHardtanh) y = at::hardtanh(y);
-    if (l.act == kPrelu) y = at::prelu(y, l.slope);
-    return y.permute({0, 2, 3, 1}).contiguous();
+    const torch::Tensor m = conv_fused(x, l.threshold, l.words, l.taps, l.scale, l.bias,
+                                       c10::nullopt, kIdentity, l.slope, l.stride, l.pad);
+    return amplitude_tail(m, l, res.contiguous());
   }
 
   std::vector<BodyLayer> layers_;
