@@ -471,6 +471,12 @@ def _kept(node: nodes.Node) -> bool:
     return False
 
 
+def latin_classes(run: str) -> list[str]:
+    """An isolate's classes: a run with spaces (several words) may wrap at them; a single
+    word, hyphens included (``AVX-512``), stays on one line (``course-fa.css``)."""
+    return ["fa-ltr", "fa-latin", *(["fa-latin-words"] if " " in run else [])]
+
+
 def isolate_latin(doctree: nodes.Node) -> int:
     """Wrap each run of Latin words (:data:`LATIN_RUN`) of the text in ``doctree`` in a
     left-to-right isolate; returns how many runs were wrapped."""
@@ -484,7 +490,7 @@ def isolate_latin(doctree: nodes.Node) -> int:
             if match.start() > at:
                 parts.append(nodes.Text(source[at : match.start()]))
             parts.append(
-                nodes.inline(match.group(0), match.group(0), classes=["fa-ltr", "fa-latin"])
+                nodes.inline(match.group(0), match.group(0), classes=latin_classes(match.group(0)))
             )
             at = match.end()
             wrapped += 1
