@@ -4,7 +4,8 @@ quantized to int8 with ONNX Runtime's own tools: batch 1, the course's interleav
 
     python benchmarks/bench_bnn_kernel.py                 # 64, 256, 512 channels, 3x3, 8x8
     python benchmarks/bench_bnn_kernel.py --rounds 60     # more rounds: tighter intervals
-    python benchmarks/bench_bnn_kernel.py --json out.json # also write every number
+    python benchmarks/bench_bnn_kernel.py --json results/bench/bnn_kernel.json
+                                                          # also write every number, with provenance
 
 Latency does not depend on the weights' values, so both networks are untrained unless the
 chapter's full run left ``checkpoints/bnn_resnet20_latent.pt`` and ``resnet20_fp.pt``. The
@@ -19,13 +20,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import tempfile
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from course_lib import bnn, quantize
+from course_lib import bnn, quantize, results
 from course_lib.bnn.experiment import BINARY_FILE, TWIN_FILE
 from course_lib.bnn.settings import NET
 from course_lib.data import load_cifar10, normalize, stratified_subset
@@ -134,6 +137,13 @@ def main(argv: list[str] | None = None) -> None:
     out["amplitude"] = amp
     print("\n" + peer_engine())
     if args.json:
+        out["provenance"] = {
+            "command": "python benchmarks/bench_bnn_kernel.py " + " ".join(argv or sys.argv[1:]),
+            "commit": results.git_commit(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": results.machine_info(),
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
 
 
