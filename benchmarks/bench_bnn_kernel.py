@@ -23,7 +23,7 @@ import json
 import sys
 import tempfile
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         out["provenance"] = {
             "command": "python benchmarks/bench_bnn_kernel.py " + " ".join(argv or sys.argv[1:]),
             "commit": results.git_commit(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": results.machine_info(),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
