@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from course_lib import bnn
 from course_lib.bnn import kernel, recu, scaling
 from course_lib.bnn.engine import PackedFileError, PackedResNet, load_packed, save_packed
-from course_lib.bnn.layers import set_binary_inputs
+from course_lib.bnn.layers import set_binary_inputs, set_binary_weights
 from course_lib.bnn.training import BinaryTrainConfig, fit_binary, lr_factor
 from course_lib.models import resnet20
 
@@ -166,6 +166,20 @@ def test_binary_conv_forward_by_hand_and_its_gradients():
     set_binary_inputs(layer, False)
     assert torch.allclose(
         layer(x), F.conv2d(x, scaling.xnor_alpha(w) * bnn.sign(w), padding=1), atol=1e-5
+    )
+
+
+def test_stage_one_of_two_stage_training_keeps_real_weights_and_binary_activations():
+    layer = bnn.BinaryConv2d(4, 6, b_star=1.0, threshold=True)
+    bnn.set_tau(layer, 0.9)
+    x = torch.randn(2, 4, 5, 5)
+    w = recu.recu_clamp(recu.standardize(layer.weight, 1.0), 0.9)
+    binary_x = bnn.sign(x - layer.threshold.view(1, -1, 1, 1))
+    set_binary_weights(layer, False)  # the papers' stage 1: activations first
+    torch.testing.assert_close(layer(x), F.conv2d(binary_x, w, padding=1))
+    set_binary_weights(layer, True)
+    torch.testing.assert_close(
+        layer(x), F.conv2d(binary_x, scaling.xnor_alpha(w) * bnn.sign(w), padding=1)
     )
 
 

@@ -12,9 +12,9 @@ turns it into the weight it computes with, in this order:
 The input is binarized with ``sign`` (eq. 3) and a surrogate gradient (:mod:`.binarize`),
 optionally after subtracting a learnable per-channel threshold (a free parameter at
 inference: the packed kernel compares against it instead of 0). With
-``binarize_input=False`` the layer computes with binary weights and real inputs (stage 1 of
-the library's two-stage option, :mod:`.training`: the reverse of the papers' order, which
-binarizes the activations first).
+``binarize_weight=False`` (:func:`set_binary_weights`) the layer computes with binary inputs
+and the real weight: stage 1 of two-stage training (:mod:`.training`), in the papers'
+order, activations first; ``binarize_input=False`` keeps the inputs real instead.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class BinaryMixin:
         self.scaling, self.b_star = scaling, b_star
         self.input_estimator, self.weight_estimator = input_estimator, weight_estimator
         self.binarize_input = True
+        self.binarize_weight = True
         self.register_buffer("tau", torch.tensor(1.0))
         self.threshold = nn.Parameter(torch.zeros(in_features)) if threshold else None
         self.tracker: UncertaintyTracker | None = None
@@ -79,8 +80,12 @@ class BinaryMixin:
         return recu_clamp(w, self.tau)
 
     def binary_weight(self) -> torch.Tensor:
-        """``alpha * sign(w)`` (or ``sign(w)``) with the latent weight's surrogate gradient."""
+        """``alpha * sign(w)`` (or ``sign(w)``) with the latent weight's surrogate gradient;
+        the real (standardized, clamped) weight itself while :func:`set_binary_weights` has
+        switched binarization off (stage 1 of two-stage training)."""
         w = self.binary_input_weight()
+        if not self.binarize_weight:
+            return w
         if self.tracker is None:
             b = binarize(w, self.weight_estimator)
         elif self.training:
@@ -184,8 +189,13 @@ def set_tau(model: nn.Module, tau: float) -> None:
 
 
 def set_binary_inputs(model: nn.Module, enabled: bool) -> None:
-    """Binarize the inputs of every binary layer (``True``) or keep them real (stage 1 of
-    the library's two-stage option: binary weights, real activations; the papers binarize
-    the activations first, see :mod:`.training`)."""
+    """Binarize the inputs of every binary layer (``True``) or keep them real."""
     for layer in binary_layers(model):
         layer.binarize_input = enabled
+
+
+def set_binary_weights(model: nn.Module, enabled: bool) -> None:
+    """Binarize the weights of every binary layer (``True``) or use the real ones (stage 1
+    of two-stage training, :mod:`.training`: binary activations, real weights)."""
+    for layer in binary_layers(model):
+        layer.binarize_weight = enabled

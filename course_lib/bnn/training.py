@@ -10,12 +10,10 @@ What differs from :func:`course_lib.train.fit` (SGD for real-valued networks), a
 - **Distillation** from the trained full-precision twin (optional): the loss is
   ``(1 - distill) * CE(labels) + distill * T^2 * KL(teacher || student)`` at temperature
   ``T`` (Hinton et al., 2015); ReActNet's distributional loss is ``distill = 1, T = 1``.
-- **Two stages** (optional): the first ``stage1_epochs`` train with binary weights and
-  *real* activations, the rest with both binary. This is the **reverse** of the papers'
-  order: Real-to-Bin (Martinez et al., 2020), ReActNet and Liu et al. (2021) binarize the
-  activations first, with real weights, then the weights. The chapter's saved full run
-  does not use this option (``stage1_epochs=0``); the next full rerun (issue 24) switches
-  it to the papers' order.
+- **Two stages** (optional), in the papers' order (Real-to-Bin, Martinez et al., 2020;
+  ReActNet; Liu et al., 2021): the first ``stage1_epochs`` train with binary activations
+  and *real* weights, the rest with both binary. (Until 2026-12-07 the option ran the
+  reverse order; the chapter's saved full run did not use it, ``stage1_epochs=0``.)
 - **The ReCU schedule** (eq. 28): ``tau`` rises from ``tau_start`` to ``tau_end`` over all
   steps.
 - ``compile=True`` runs the step through ``torch.compile``: a binary layer is a chain of
@@ -45,7 +43,7 @@ from ..train import (
     save_training_state,
     use_autocast,
 )
-from .layers import binary_layers, set_binary_inputs, set_tau
+from .layers import binary_layers, set_binary_weights, set_tau
 from .recu import check_tau, tau_schedule
 
 
@@ -242,7 +240,7 @@ def fit_binary(
     epochs = tqdm(range(start_epoch, config.epochs), desc="epochs (binary)", disable=not progress)
     for epoch in epochs:
         torch.manual_seed(seed * 1_000_003 + epoch)
-        set_binary_inputs(model, epoch >= config.stage1_epochs)
+        set_binary_weights(model, epoch >= config.stage1_epochs)
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
         start = time.perf_counter()
@@ -263,6 +261,6 @@ def fit_binary(
             epoch_end(epoch)
         if checkpoint is not None:
             save_training_state(checkpoint, epoch + 1, config, model, optimizer, scheduler, history)
-    set_binary_inputs(model, True)
+    set_binary_weights(model, True)
     set_tau(model, config.tau_end)
     return history
