@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from course_lib import bnn
+from course_lib import bnn, measure
 from course_lib.bnn import kernel, recu, scaling
 from course_lib.bnn.engine import PackedFileError, PackedResNet, load_packed, save_packed
 from course_lib.bnn.layers import set_binary_inputs, set_binary_weights
@@ -375,6 +375,7 @@ def _scrambled(cfg: bnn.BinaryNetConfig, seed: int = 0) -> bnn.BinaryResNet:
 
 CONFIGS = [
     bnn.BinaryNetConfig(act="hardtanh", shortcut="pad"),
+    bnn.BinaryNetConfig(act="prelu", shortcut="avgpool"),
     bnn.BinaryNetConfig(act="prelu", shortcut="conv"),
     bnn.BinaryNetConfig(
         act="identity", shortcut="pad", threshold=False, b_star=None, scaling=False
@@ -411,6 +412,20 @@ def test_the_native_body_is_one_call_and_equals_the_layer_by_layer_engine(cfg):
     assert torch.get_num_threads() == before, "the caller's thread setting is restored"
     with pytest.raises(ValueError, match="threads must be at least 1"):
         PackedResNet.from_model(model, "cpp", threads=0)
+
+
+def test_the_avgpool_shortcut_averages_and_repeats_without_parameters():
+    from course_lib.bnn.resnet import AvgPoolShortcut
+
+    x = torch.randn(2, 16, 8, 8)
+    y = AvgPoolShortcut(16, 32, 2)(x)
+    pooled = F.avg_pool2d(x, 2)
+    assert torch.equal(y, torch.cat([pooled, pooled], dim=1))
+    model = bnn.binary_resnet20(bnn.BinaryNetConfig(shortcut="avgpool"))
+    pad = bnn.binary_resnet20(bnn.BinaryNetConfig(shortcut="pad"))
+    assert measure.count_params(model) == measure.count_params(pad), "no parameters"
+    with pytest.raises(ValueError, match="not a multiple of 16 input channels"):
+        AvgPoolShortcut(16, 24, 2)
 
 
 def test_eval_mode_folds_batchnorm_without_changing_the_function():

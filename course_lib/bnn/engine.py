@@ -46,7 +46,7 @@ from ..paths import atomic_path
 from .dabnn import DataAdaptiveAmplitude, apply_amplitude
 from .kernel import ACTIVATIONS, PackedConv, kernel_path, load_kernel, resolve_backend
 from .layers import BinaryConv2d
-from .resnet import BinaryResNet, PadShortcut, fold, running_statistics
+from .resnet import AvgPoolShortcut, BinaryResNet, PadShortcut, fold, running_statistics
 
 MAGIC = b"CBNNPACK"
 VERSION = 1
@@ -208,6 +208,8 @@ class PackedResNet:
             kind = "identity"
             if isinstance(shortcut, PadShortcut):
                 kind = "pad"
+            elif isinstance(shortcut, AvgPoolShortcut):
+                kind = "avgpool"
             elif isinstance(shortcut, nn.Sequential):
                 kind = "conv"
                 tensors[f"blocks.{b}.shortcut.weight"] = shortcut[0].weight.detach().float()
@@ -285,6 +287,13 @@ class PackedResNet:
         if block["shortcut"] == "pad":
             y = h[:, ::s, ::s, :]
             return F.pad(y, (0, out_channels - h.shape[-1])).contiguous()
+        if block["shortcut"] == "avgpool":  # on the NCHW layout, as the model pools
+            y = (
+                F.avg_pool2d(h.permute(0, 3, 1, 2).contiguous(), s)
+                if s > 1
+                else h.permute(0, 3, 1, 2)
+            )
+            return nhwc(torch.cat([y] * (out_channels // h.shape[-1]), dim=1))
         t = self.tensors
         y = F.conv2d(h.permute(0, 3, 1, 2), t[f"blocks.{b}.shortcut.weight"], stride=s)
         y = apply_bn(y, t, f"blocks.{b}.shortcut.bn")
@@ -309,7 +318,7 @@ class PackedResNet:
         return f"packed binary ResNet ({len(self.layers)} binary convs{extra}, {path}{threads})"
 
 
-SHORTCUTS = {"identity": 0, "pad": 1, "conv": 2}
+SHORTCUTS = {"identity": 0, "pad": 1, "conv": 2, "avgpool": 3}
 """The C++ body's shortcut kinds (``Shortcut`` in ``csrc/binary_conv.cpp``)."""
 
 

@@ -10,8 +10,10 @@ changes that make a binary network trainable:
 - Bi-Real shortcuts (Liu et al., 2018): a **real-valued shortcut around every binary conv**,
   not every two, so the real activations reach every layer and only one ``sign`` separates
   any two of them. Where the resolution halves, the shortcut is a full-precision 1x1
-  stride-2 conv + BN (``shortcut="conv"``, as in the twin) or parameter-free subsampling
-  with zero channels appended (``shortcut="pad"``);
+  stride-2 conv + BN (``shortcut="conv"``, as in the twin) or parameter-free: subsampling
+  with zero channels appended (``shortcut="pad"``), or 2x2 average pooling with the
+  channels duplicated (``shortcut="avgpool"``, as Bi-Real and ReActNet downsample: every
+  input value reaches the next block, none is dropped or replaced by zeros);
 - a per-channel activation after every addition (``act``: PReLU by default; "hardtanh" as
   in IR-Net and ReCU; or "identity").
 
@@ -47,7 +49,7 @@ from .latent_bn import DualBatchNorm2d, latent_conv
 from .layers import BinaryConv2d
 
 ACTIVATIONS = ("prelu", "hardtanh", "identity")
-SHORTCUTS = ("conv", "pad")
+SHORTCUTS = ("conv", "pad", "avgpool")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,25 @@ class PadShortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, 0, self.extra))
+
+
+class AvgPoolShortcut(nn.Module):
+    """Average ``stride`` x ``stride`` pixels, then repeat the channels ``out / in`` times
+    (Bi-Real, ReActNet): no parameters, and no input value is thrown away."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        if out_channels % in_channels:
+            raise ValueError(
+                f"the avgpool shortcut repeats channels: {out_channels} output channels are "
+                f"not a multiple of {in_channels} input channels (use shortcut='pad' or 'conv')"
+            )
+        self.copies, self.stride = out_channels // in_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = F.avg_pool2d(x, self.stride)
+        return torch.cat([x] * self.copies, dim=1) if self.copies > 1 else x
 
 
 class SameFormatGrad(torch.autograd.Function):
@@ -146,14 +167,15 @@ class BinaryBlock(nn.Module):
                 conv.track_signs(cfg.certainty_window, cfg.certainty, cfg.certainty_sigma)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = (
-                nn.Sequential(
+            if cfg.shortcut == "conv":
+                self.shortcut = nn.Sequential(
                     nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
                     nn.BatchNorm2d(out_channels),
                 )
-                if cfg.shortcut == "conv"
-                else PadShortcut(in_channels, out_channels, stride)
-            )
+            elif cfg.shortcut == "avgpool":
+                self.shortcut = AvgPoolShortcut(in_channels, out_channels, stride)
+            else:
+                self.shortcut = PadShortcut(in_channels, out_channels, stride)
 
     def conv_bn(self, conv: BinaryConv2d, bn: nn.Module, amp: nn.Module | None, x):
         """``BN(conv(x))``: folded in eval mode (plain path); with DA-BNN's amplitude

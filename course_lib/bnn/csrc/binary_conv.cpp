@@ -767,7 +767,12 @@ struct BodyLayer {
   double bn_eps;
 };
 
-enum Shortcut : int64_t { kIdentityShortcut = 0, kPadShortcut = 1, kConvShortcut = 2 };
+enum Shortcut : int64_t {
+  kIdentityShortcut = 0,
+  kPadShortcut = 1,
+  kConvShortcut = 2,
+  kAvgPoolShortcut = 3
+};
 
 struct BodyBlock {
   int64_t shortcut, stride, out_channels;
@@ -931,7 +936,7 @@ class PackedBody {
   void add_block(int64_t shortcut, int64_t stride, int64_t out_channels, torch::Tensor weight,
                  torch::Tensor mean, torch::Tensor var, torch::Tensor bn_weight,
                  torch::Tensor bn_bias, double eps) {
-    TORCH_CHECK(shortcut >= kIdentityShortcut && shortcut <= kConvShortcut,
+    TORCH_CHECK(shortcut >= kIdentityShortcut && shortcut <= kAvgPoolShortcut,
                 "add_block: unknown shortcut kind ", shortcut);
     blocks_.push_back(BodyBlock{shortcut, stride, out_channels, weight, mean, var, bn_weight,
                                 bn_bias, eps});
@@ -967,6 +972,12 @@ class PackedBody {
     if (b.shortcut == kPadShortcut) {
       const torch::Tensor y = h.slice(1, 0, h.size(1), b.stride).slice(2, 0, h.size(2), b.stride);
       return at::constant_pad_nd(y, {0, b.out_channels - h.size(3)}, 0).contiguous();
+    }
+    if (b.shortcut == kAvgPoolShortcut) {  // on the NCHW layout, as the model pools
+      torch::Tensor y = to_nchw(h);
+      if (b.stride > 1) y = at::avg_pool2d(y, {b.stride, b.stride});
+      const int64_t copies = b.out_channels / h.size(3);
+      return to_nhwc(copies > 1 ? at::cat(std::vector<torch::Tensor>(copies, y), 1) : y);
     }
     torch::Tensor y = at::conv2d(h.permute({0, 3, 1, 2}), b.weight, {}, {b.stride});
     y = at::batch_norm(y, b.bn_weight, b.bn_bias, b.mean, b.var, false, 0.0, b.eps, true);
