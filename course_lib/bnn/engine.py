@@ -307,7 +307,11 @@ class PackedResNet:
         pooled = F.adaptive_avg_pool2d(h.contiguous(), 1).flatten(1)
         return F.linear(pooled, self.tensors["head.weight"], self.tensors["head.bias"])
 
+    @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of NCHW images: with the C++ backend one native call (stem, body, head)."""
+        if self.backend == "cpp":
+            return self.native_body().forward_images(x, self.threads)
         return self.head(self.body(self.stem(x)))
 
     def describe(self) -> str:
@@ -374,6 +378,11 @@ def build_native_body(engine: PackedResNet):
                 bias,
                 float(eps),
             )
+    mean, var, weight, bias, eps = (t[f"stem.bn.{k}"] for k in BN_FIELDS)
+    act = engine.meta["stem_act"]
+    slope = t.get("stem.slope", empty)
+    body.set_stem(t["stem.weight"], mean, var, weight, bias, float(eps), ACTIVATIONS[act], slope)
+    body.set_head(t["head.weight"], t["head.bias"])
     return body
 
 

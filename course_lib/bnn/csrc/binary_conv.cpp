@@ -964,6 +964,30 @@ class PackedBody {
     return h;
   }
 
+  // The full-precision ends, so that a whole forward pass is one call (forward_images).
+  void set_stem(torch::Tensor weight, torch::Tensor mean, torch::Tensor var, torch::Tensor bn_weight,
+                torch::Tensor bn_bias, double eps, int64_t act, torch::Tensor slope) {
+    stem_ = {weight, mean, var, bn_weight, bn_bias, slope};
+    stem_eps_ = eps;
+    stem_act_ = act;
+  }
+
+  void set_head(torch::Tensor weight, torch::Tensor bias) { head_ = {weight, bias}; }
+
+  // NCHW images -> logits: the stem (conv, BatchNorm, activation), the binary body and the
+  // head (global average pooling, linear) with the same ATen operations as the Python
+  // engine's stem() and head(), in the same order.
+  torch::Tensor forward_images(torch::Tensor x, int64_t threads) {
+    TORCH_CHECK(stem_.size() == 6 && head_.size() == 2, "forward_images: set_stem and set_head first");
+    torch::Tensor y = at::conv2d(x.to(torch::kFloat32), stem_[0], {}, {1}, {1});
+    y = at::batch_norm(y, stem_[3], stem_[4], stem_[1], stem_[2], false, 0.0, stem_eps_, true);
+    if (stem_act_ == kHardtanh) y = at::hardtanh(y);
+    if (stem_act_ == kPrelu) y = at::prelu(y, stem_[5]);
+    const torch::Tensor h = forward(to_nhwc(y), threads);
+    const torch::Tensor pooled = at::adaptive_avg_pool2d(to_nchw(h), {1, 1}).flatten(1);
+    return at::linear(pooled, head_[0], head_[1]);
+  }
+
   int64_t layers() const { return static_cast<int64_t>(layers_.size()); }
 
  private:
@@ -995,6 +1019,9 @@ class PackedBody {
 
   std::vector<BodyLayer> layers_;
   std::vector<BodyBlock> blocks_;
+  std::vector<torch::Tensor> stem_, head_;
+  double stem_eps_ = 0.0;
+  int64_t stem_act_ = kIdentity;
 };
 
 std::string kernel_path() { return kIsaNames[isa()]; }
@@ -1029,6 +1056,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("set_amplitude", &PackedBody::set_amplitude)
       .def("add_block", &PackedBody::add_block)
       .def("forward", &PackedBody::forward, pybind11::arg("features"), pybind11::arg("threads") = 1)
+      .def("set_stem", &PackedBody::set_stem)
+      .def("set_head", &PackedBody::set_head)
+      .def("forward_images", &PackedBody::forward_images, pybind11::arg("images"),
+           pybind11::arg("threads") = 1)
       .def("layers", &PackedBody::layers);
   m.def("force_isa", &force_isa, "cap the instruction set the kernel uses (tests)");
 }
