@@ -406,6 +406,9 @@ def test_the_native_body_is_one_call_and_equals_the_layer_by_layer_engine(cfg):
     for isa in kernel.isas_here():
         with kernel.capped_isa(isa):
             assert torch.equal(engine.body(h), want), isa
+    small = engine.stem(torch.randn(2, 3, 16, 16))  # another size: the padding cache refills
+    assert torch.equal(engine.body(small), engine.body_layer_by_layer(small))
+    assert torch.equal(engine.body(h), want)
     before = torch.get_num_threads()
     two = PackedResNet.from_model(model, "cpp", threads=2)
     assert torch.equal(two.body(h), want), "two threads, the same floats"

@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -414,19 +415,17 @@ inline void gather_patch(uint64_t* dst, const uint8_t* src, int64_t rows, int64_
   }
 }
 
-// The popcounts of one conv, a block of output pixels at a time (batch-major, then rows, then
-// columns): emit(p0, count, acc, corr) for pixels p0 .. p0 + count - 1, where for pixel
-// p0 + q, dot[o] = K - 2 * acc[q * o_pad + o] - corr[q][o] is the integer dot product.
-// taps: (kh, kw, o) int32, S[i][j][o] = sum_c w[o][c][i][j] (+-1 weights).
-template <class Emit>
-void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torch::Tensor& taps,
-                const ConvShape& s, Emit&& emit) {
-  const uint8_t* in = packed.data_ptr<uint8_t>();
-  const uint64_t* wp = reinterpret_cast<const uint64_t*>(wt.data_ptr<int64_t>());
+// The zero-padding corrections of one conv shape: one vector per distinct (rows, columns)
+// padding pattern (pattern 0 is "none"), and each output pixel's pattern. The same for every
+// call with the same input size: the one-call body computes it once per layer and size.
+struct Padding {
+  int64_t h = -1, w = -1;
+  std::vector<int32_t> corr;        // (patterns, o)
+  std::vector<int32_t> pattern_at;  // (oh * ow)
+};
+
+Padding padding_of(const torch::Tensor& taps, const ConvShape& s) {
   const int32_t* tp = taps.data_ptr<int32_t>();
-  const int64_t wpix = s.w + 2 * s.pad, hp = s.h + 2 * s.pad;
-  const int64_t row_bytes = s.kw * s.tap_bytes;
-  const int64_t plane = s.oh * s.ow, pixels = s.n * plane;
   // Which taps of an output row / column fall on the padding (bit i: kernel row / column i).
   std::vector<int64_t> row_mask(s.oh, 0), col_mask(s.ow, 0);
   for (int64_t y = 0; y < s.oh; ++y)
@@ -439,10 +438,12 @@ void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torc
       const int64_t c = x * s.stride + j - s.pad;
       if (c < 0 || c >= s.w) col_mask[x] |= 1ll << j;
     }
-  // One correction vector per distinct (rows, columns) padding pattern; pattern 0 is "none".
+  Padding out;
+  out.h = s.h;
+  out.w = s.w;
+  out.corr.assign(s.o, 0);
+  out.pattern_at.resize(s.oh * s.ow);
   std::vector<std::pair<int64_t, int64_t>> patterns{{0, 0}};
-  std::vector<int32_t> corr(s.o, 0);
-  std::vector<int32_t> pattern_at(plane);
   for (int64_t y = 0; y < s.oh; ++y)
     for (int64_t x = 0; x < s.ow; ++x) {
       const std::pair<int64_t, int64_t> key{row_mask[y], col_mask[x]};
@@ -450,8 +451,8 @@ void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torc
       while (q < patterns.size() && patterns[q] != key) ++q;
       if (q == patterns.size()) {
         patterns.push_back(key);
-        corr.resize(patterns.size() * s.o, 0);
-        int32_t* v = corr.data() + q * s.o;
+        out.corr.resize(patterns.size() * s.o, 0);
+        int32_t* v = out.corr.data() + q * s.o;
         for (int64_t i = 0; i < s.kh; ++i)
           for (int64_t j = 0; j < s.kw; ++j)
             if (((key.first >> i) & 1) || ((key.second >> j) & 1)) {
@@ -459,8 +460,25 @@ void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const torc
               for (int64_t o = 0; o < s.o; ++o) v[o] += t[o];
             }
       }
-      pattern_at[y * s.ow + x] = static_cast<int32_t>(q);
+      out.pattern_at[y * s.ow + x] = static_cast<int32_t>(q);
     }
+  return out;
+}
+
+// The popcounts of one conv, a block of output pixels at a time (batch-major, then rows, then
+// columns): emit(p0, count, acc, corr) for pixels p0 .. p0 + count - 1, where for pixel
+// p0 + q, dot[o] = K - 2 * acc[q * o_pad + o] - corr[q][o] is the integer dot product.
+// taps: (kh, kw, o) int32, S[i][j][o] = sum_c w[o][c][i][j] (+-1 weights).
+template <class Emit>
+void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const Padding& padding,
+                const ConvShape& s, Emit&& emit) {
+  const uint8_t* in = packed.data_ptr<uint8_t>();
+  const uint64_t* wp = reinterpret_cast<const uint64_t*>(wt.data_ptr<int64_t>());
+  const int64_t wpix = s.w + 2 * s.pad, hp = s.h + 2 * s.pad;
+  const int64_t row_bytes = s.kw * s.tap_bytes;
+  const int64_t plane = s.oh * s.ow, pixels = s.n * plane;
+  const std::vector<int32_t>& corr = padding.corr;
+  const std::vector<int32_t>& pattern_at = padding.pattern_at;
   constexpr int64_t block = 16;  // output pixels per task: the patch buffer stays in L1
   const int64_t spare = packed.storage().nbytes() - (packed.storage_offset() + packed.numel());
   const bool fast_gather = spare >= kSlack;
@@ -620,7 +638,7 @@ torch::Tensor conv_dot(torch::Tensor packed, int64_t h, int64_t w, int64_t c, to
   auto out = torch::empty({s.n, s.oh, s.ow, s.o}, torch::kInt32);
   int32_t* op = out.data_ptr<int32_t>();
   const int32_t k_bits = static_cast<int32_t>(s.kh * s.kw * s.c);
-  binary_dot(packed, wt, taps, s,
+  binary_dot(packed, wt, padding_of(taps, s), s,
              [&](int64_t p0, int64_t count, const int32_t* acc, const int32_t* const* corr) {
                for (int64_t q = 0; q < count; ++q)
                  for (int64_t o = 0; o < s.o; ++o)
@@ -630,10 +648,10 @@ torch::Tensor conv_dot(torch::Tensor packed, int64_t h, int64_t w, int64_t c, to
 }
 
 // The fused layer: act(dot * scale + bias [+ residual]), NHWC float32 in and out.
-torch::Tensor conv_fused(torch::Tensor x, torch::Tensor threshold, torch::Tensor wt,
-                         torch::Tensor taps, torch::Tensor scale, torch::Tensor bias,
-                         c10::optional<torch::Tensor> residual, int64_t act, torch::Tensor slope,
-                         int64_t stride, int64_t pad) {
+torch::Tensor conv_fused_cached(torch::Tensor x, torch::Tensor threshold, torch::Tensor wt,
+                                torch::Tensor taps, torch::Tensor scale, torch::Tensor bias,
+                                c10::optional<torch::Tensor> residual, int64_t act,
+                                torch::Tensor slope, int64_t stride, int64_t pad, Padding* cache) {
   check_layer(wt, taps);
   const int64_t h = x.size(1), w = x.size(2), c = x.size(3);
   const torch::Tensor packed = pack_activations(x, threshold, pad);
@@ -662,11 +680,24 @@ torch::Tensor conv_fused(torch::Tensor x, torch::Tensor threshold, torch::Tensor
   if (isa() >= kAvx512) epilogue = epilogue_block_avx512;
   else if (isa() >= kAvx2) epilogue = epilogue_block_avx2;
 #endif
-  binary_dot(packed, wt, taps, s,
+  const Padding computed = cache != nullptr && cache->h == h && cache->w == w
+                               ? Padding{}
+                               : padding_of(taps, s);
+  if (cache != nullptr && !(cache->h == h && cache->w == w)) *cache = computed;
+  const Padding& padding = cache != nullptr ? *cache : computed;
+  binary_dot(packed, wt, padding, s,
              [&](int64_t p0, int64_t count, const int32_t* acc, const int32_t* const* corr) {
                epilogue(e, acc, s.o_pad, corr, count, rp ? rp + p0 * s.o : nullptr, op + p0 * s.o);
              });
   return out;
+}
+
+torch::Tensor conv_fused(torch::Tensor x, torch::Tensor threshold, torch::Tensor wt,
+                         torch::Tensor taps, torch::Tensor scale, torch::Tensor bias,
+                         c10::optional<torch::Tensor> residual, int64_t act, torch::Tensor slope,
+                         int64_t stride, int64_t pad) {
+  return conv_fused_cached(x, threshold, wt, taps, scale, bias, residual, act, slope, stride, pad,
+                           nullptr);
 }
 
 // (O, kh, kw, tap_bytes) uint8 sign bits -> (k_words, o_pad) int64, K-major, each kernel row
@@ -760,6 +791,8 @@ torch::Tensor to_nchw(torch::Tensor x) {
 // (amplitude_tail), equal to the Python engine's within float rounding.
 
 struct BodyLayer {
+  // the padding corrections for the last input size seen (a body serves one call at a time)
+  std::shared_ptr<Padding> padding = std::make_shared<Padding>();
   torch::Tensor threshold, words, taps, scale, bias, slope;
   int64_t act, stride, pad;
   bool amplitude;
@@ -911,9 +944,9 @@ class PackedBody {
                  torch::Tensor scale, torch::Tensor bias, int64_t act, torch::Tensor slope,
                  int64_t stride, int64_t pad) {
     check_layer(words, taps);
-    layers_.push_back(BodyLayer{threshold.contiguous(), words, taps, scale.contiguous(),
-                                bias.contiguous(), slope.contiguous(), act, stride, pad, false,
-                                {}, {}, {}, {}, {}, {}, 0.0});
+    layers_.push_back(BodyLayer{std::make_shared<Padding>(), threshold.contiguous(), words, taps,
+                                scale.contiguous(), bias.contiguous(), slope.contiguous(), act,
+                                stride, pad, false, {}, {}, {}, {}, {}, {}, 0.0});
   }
 
   // DA-BNN: the last layer added computes alpha * dot only; the amplitude, its BatchNorm,
@@ -1010,10 +1043,11 @@ class PackedBody {
 
   static torch::Tensor run(const BodyLayer& l, const torch::Tensor& x, const torch::Tensor& res) {
     if (!l.amplitude)
-      return conv_fused(x, l.threshold, l.words, l.taps, l.scale, l.bias, res, l.act, l.slope,
-                        l.stride, l.pad);
-    const torch::Tensor m = conv_fused(x, l.threshold, l.words, l.taps, l.scale, l.bias,
-                                       c10::nullopt, kIdentity, l.slope, l.stride, l.pad);
+      return conv_fused_cached(x, l.threshold, l.words, l.taps, l.scale, l.bias, res, l.act,
+                               l.slope, l.stride, l.pad, l.padding.get());
+    const torch::Tensor m = conv_fused_cached(x, l.threshold, l.words, l.taps, l.scale, l.bias,
+                                              c10::nullopt, kIdentity, l.slope, l.stride, l.pad,
+                                              l.padding.get());
     return amplitude_tail(m, l, res.contiguous());
   }
 
