@@ -5,6 +5,8 @@ course run-all --profile quick                          # every chapter, in orde
 course book                                             # the HTML book, in _build/html
 course book --pdf                                       # and the PDF, _build/pdf/book.pdf
 course grade run pruning                                # autograde, feedback, grades.csv
+course run notebooks/06_bnn_methods.ipynb --profile full --ray   # trainings as Ray tasks
+course grade run pruning --ray 10.0.0.5:6379            # one Ray task per submission
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from . import book, grader
+from . import book, cluster, grader
 from .paths import NOTEBOOK_DIR, REPO_ROOT, RUNS_DIR
 from .profiles import PROFILES, check_profile
 from .results import COMMAND_ENV
@@ -113,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=None)
     run_all = sub.add_parser("run-all", help="execute every chapter notebook in order")
     run_all.add_argument("--profile", default="quick", choices=PROFILES)
+    for p in (run, run_all):
+        p.add_argument(
+            "--ray",
+            nargs="?",
+            const="auto",
+            default=None,
+            metavar="ADDRESS",
+            help="run the chapters' independent trainings as tasks on a Ray cluster "
+            f"(default address: auto; sets ${cluster.ADDRESS_ENV}); needs {cluster.INSTALL_HINT}",
+        )
     make_book = sub.add_parser(
         "book",
         help="build the HTML book: each chapter from its saved full run, else a quick run",
@@ -142,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     grade = sub.add_parser("grade", help="grade an nbgrader assignment (see book/grading.md)")
     grader.add_arguments(grade)
     args = parser.parse_args(argv)
+    if args.command in ("run", "run-all") and args.ray:
+        os.environ[cluster.ADDRESS_ENV] = args.ray  # the kernels inherit it (course_lib.cluster)
     if args.command == "grade":
         return grader.run_command(args)
     if args.command == "book":

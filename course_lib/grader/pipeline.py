@@ -12,6 +12,11 @@ see ``book/grading.md``. How a class is graded at once:
    is (``RefereedExecute.replay_dir``) and records the grades: the same scores as a
    sequential run, one writer for the gradebook;
 3. ``nbgrader generate_feedback`` and ``nbgrader export``, and the integrity report.
+
+With ``--ray [ADDRESS]`` step 1 runs as one Ray task per submission instead
+(:mod:`course_lib.cluster`): the task gets that private course packed, grades it on its
+worker with that worker's sandbox, and sends back the executed notebooks and the integrity
+record; steps 2 and 3 are the same.
 """
 
 from __future__ import annotations
@@ -23,12 +28,16 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
+from io import BytesIO
 from pathlib import Path
 
+from .. import cluster
 from ..paths import REPO_ROOT
 from . import integrity
 from .integrity import RECORD_SUFFIX
@@ -186,6 +195,39 @@ def grade_one(
     return Outcome(student, True, seconds)
 
 
+# --- the same worker as a Ray task: the private course travels packed -------------------
+
+
+def pack_course(course_dir: Path, assignment: str, student: str) -> bytes:
+    """The private course of ``student`` (:func:`private_course`) as a gzipped tar."""
+    with tempfile.TemporaryDirectory(prefix="course-pack-") as tmp:
+        private = private_course(course_dir, assignment, student, Path(tmp))
+        buffer = BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            tar.add(private, arcname="course")
+    return buffer.getvalue()
+
+
+def grade_packed(
+    assignment: str, options: list[str], job: tuple[str, bytes]
+) -> tuple[Outcome, dict[str, bytes]]:
+    """Grade ``job`` = (student, :func:`pack_course`) on this machine, as :func:`grade_one`
+    does (this machine's sandbox; files of this course watched); returns the outcome and
+    the executed notebooks and integrity records (file name -> bytes)."""
+    student, packed = job
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+        with tarfile.open(fileobj=BytesIO(packed), mode="r:gz") as tar:
+            tar.extractall(tmp, filter="tar")  # a submission's symlinks stay symlinks
+        course = Path(tmp) / "course"
+        watched = [f"--RefereedExecute.watched={course}"]
+        outcome = grade_one(course, assignment, student, Path(tmp) / "work", options + watched)
+        replay = Path(tmp) / "work" / "replay" / student
+        files = {p.name: p.read_bytes() for p in sorted(replay.glob("*"))}
+    if not outcome.ok:
+        outcome.message = f"(on {os.uname().nodename})\n{outcome.message}"
+    return outcome, files
+
+
 def _progress(done: int, total: int, outcome: Outcome, record: dict | None) -> str:
     minutes, seconds = divmod(round(outcome.seconds), 60)
     took = f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
@@ -219,13 +261,17 @@ def grade(
     memory_limit: str | None = None,
     require_sandbox: bool = False,
     from_runs: Path | None = None,
+    ray: str | None = None,
 ) -> int:
     """Check the submissions, autograde them (``workers`` in parallel), then
     ``nbgrader generate_feedback`` and ``export`` to ``csv``, and write the integrity report.
     ``from_runs``: take the executed notebooks from there (``<student>/`` folders made on
-    other machines) instead of running them. Returns 0 when every submission was graded,
+    other machines) instead of running them. ``ray``: the address of a Ray cluster
+    (default ``$COURSE_RAY_ADDRESS``; ``auto`` joins this machine's) that runs one task per
+    submission instead of the local workers. Returns 0 when every submission was graded,
     else 1."""
     course_dir = Path(course_dir).resolve()
+    address = cluster.ray_address(ray)
     workers = workers or default_workers()
     limits = Limits(memory_bytes=parse_bytes(memory_limit)) if memory_limit else Limits()
     protections = detect()
@@ -234,7 +280,9 @@ def grade(
         print(f"  {line}")
     for warning in protections.warnings():
         print(f"WARNING: {warning}", file=sys.stderr)
-    if require_sandbox and not protections.namespaces:
+    if address:
+        print("  (with --ray each worker grades with its own: the report lists what was missing)")
+    if require_sandbox and not protections.namespaces and not address:
         print("Refusing to grade without a sandbox (--require-sandbox).", file=sys.stderr)
         return 1
     bad = check_submissions(course_dir, assignment)
@@ -242,8 +290,8 @@ def grade(
         print(f"WARNING: {problem}", file=sys.stderr)
     students = students_to_grade(course_dir, assignment, student, force, bad)
     options = [f"--Execute.timeout={timeout}"] if timeout else []
-    options += [f"--RefereedExecute.threads={max(1, (os.cpu_count() or 1) // workers)}"]
-    options += [f"--RefereedExecute.watched={course_dir}"]
+    threads = 1 if address else max(1, (os.cpu_count() or 1) // workers)
+    options += [f"--RefereedExecute.threads={threads}"]
     if memory_limit:
         options.append(f"--RefereedExecute.memory_limit={memory_limit}")
     if require_sandbox:
@@ -256,7 +304,12 @@ def grade(
         graded = [s for s in students if (runs / s).is_dir()]
         failed.update({s: f"no run in {runs}" for s in students if s not in graded})
         status = _record(course_dir, assignment, graded, runs, unreadable)
+    elif address and (students or unreadable):
+        status = _autograde_on_ray(
+            course_dir, assignment, students, address, options, failed, unreadable
+        )
     elif students or unreadable:
+        options.append(f"--RefereedExecute.watched={course_dir}")
         status = _autograde(course_dir, assignment, students, workers, options, failed, unreadable)
     feedback_options = [f"--student={student}"] if student else []
     feedback_options += ["--force"] if force else []
@@ -304,6 +357,57 @@ def _autograde(
                     failed[outcome.student] = "its run failed (see the log above)"
                 line = _progress(done, total, outcome, _record_of(work, outcome.student))
                 print(line, flush=True)
+        graded = [s for s in students if s not in failed]
+        return _record(course_dir, assignment, graded, work / "replay", unreadable)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+#: How :class:`.refereed.RefereedExecute` refuses to grade under ``--require-sandbox``.
+NO_SANDBOX = "no sandbox for student code on this machine"
+
+
+def _autograde_on_ray(
+    course_dir: Path,
+    assignment: str,
+    students: list[str],
+    address: str,
+    options: list[str],
+    failed: dict[str, str],
+    unreadable: list[str],
+) -> int:
+    """Phase 1 as one Ray task per submission (retried where a worker dies), its files
+    written back under a local work folder; then phase 2 as in :func:`_autograde`."""
+    total = len(students)
+    ray = cluster.connect(address)
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    print(
+        f"autograding {total} submission(s) of {assignment} on the Ray cluster at {address} "
+        f"({cpus} CPUs)",
+        flush=True,
+    )
+    work = Path(tempfile.mkdtemp(prefix="course-grade-"))
+    finished = 0
+
+    def receive(index: int, done: cluster.Done) -> None:
+        nonlocal finished
+        outcome, files = done.value
+        if outcome.ok:
+            replay = work / "replay" / outcome.student
+            replay.mkdir(parents=True)  # once per student: a retried task returns once
+            for name, data in files.items():
+                (replay / name).write_bytes(data)
+        elif NO_SANDBOX in outcome.message:
+            failed[outcome.student] = "refused: its worker has no sandbox (--require-sandbox)"
+        else:
+            failed[outcome.student] = "its run failed (see the log above)"
+        finished += 1
+        print(_progress(finished, total, outcome, _record_of(work, outcome.student)), flush=True)
+
+    try:
+        jobs = [(s, pack_course(course_dir, assignment, s)) for s in students]
+        task = partial(grade_packed, assignment, options)
+        cluster.map_tasks(task, jobs, address=address, progress=False, on_done=receive)
         graded = [s for s in students if s not in failed]
         return _record(course_dir, assignment, graded, work / "replay", unreadable)
     finally:
@@ -374,6 +478,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="record executed notebooks made elsewhere (<dir>/<student>/) instead of running",
     )
+    run.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="ADDRESS",
+        help="grade one submission per task on a Ray cluster (default address: auto, or "
+        f"${cluster.ADDRESS_ENV}); needs {cluster.INSTALL_HINT}",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -394,6 +507,7 @@ def run_command(args: argparse.Namespace) -> int:
         args.memory_limit,
         args.require_sandbox,
         args.from_runs,
+        args.ray,
     )
 
 
