@@ -19,10 +19,12 @@ fraction, max logit difference, packed accuracy) and ``amplitude_cost``.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..cluster import map_tasks
 from ..data import Loaders
 from .benchmark import amplitude_benchmark
 from .engine import PackedResNet
@@ -107,23 +109,28 @@ def compare_methods(
     integers after the largest of ``seeds``) for each method within :data:`CLOSE_WITHIN`
     of another, closest first, as long as the run's minutes plus the
     method's estimate stay within ``settings.budget_min``. The teacher of
-    :data:`NEED_TEACHER` is the ``fp`` network of the first seed, for every seed."""
+    :data:`NEED_TEACHER` is the ``fp`` network of the first seed, for every seed: it is
+    trained first, here; the other trainings of the first seeds are independent and go
+    through :func:`~course_lib.cluster.map_tasks` (a local loop, or Ray tasks with
+    ``$COURSE_RAY_ADDRESS``). The second seeds stay a loop here: each is admitted by the
+    minutes spent so far."""
     seeds = tuple(settings.seeds if seeds is None else seeds)
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
     started = time.perf_counter()
     order = training_order(methods)
     runs: dict[str, list[dict]] = {m: [] for m in order}
-    teacher = None
     packed: dict[str, dict] = {}
     first_models = {}
     jobs = [(m, s) for s in seeds for m in order]
-    bar = tqdm(jobs, desc="methods", disable=not progress)
-    for method, seed in bar:
-        bar.set_postfix_str(f"{method}, seed {seed}")
-        run = train_one(method, loaders, settings, seed, teacher)
-        if method == "fp" and teacher is None:
-            teacher = run.model
+    trained, teacher = [], None
+    if order[0] == "fp":  # the teacher, before the trainings that learn from it
+        trained.append(train_one("fp", loaders, settings, seeds[0], None))
+        teacher = trained[0].model
+    task = partial(train_job, loaders, settings, teacher)
+    done = map_tasks(task, jobs[len(trained) :], desc="methods", progress=progress)
+    trained += [d.value for d in done]
+    for (method, _), run in zip(jobs, trained, strict=True):
         if method != "fp" and method not in packed:
             packed[method] = compare_logits(run.model, PackedResNet.from_model(run.model), loaders)
             first_models[method] = run.model
@@ -159,6 +166,12 @@ def compare_methods(
         "packed": packed,
         "amplitude_cost": amplitude_cost,
     }
+
+
+def train_job(loaders: Loaders, settings: MethodsSettings, teacher, job: tuple[str, int]):
+    """:func:`train_one` for ``job`` = (method, seed): one task of the map."""
+    method, seed = job
+    return train_one(method, loaders, settings, seed, teacher)
 
 
 def train_one(method, loaders, settings: MethodsSettings, seed: int, teacher) -> MethodRun:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .. import chapter, data, train
+from ..cluster import map_tasks
 from .costs import architecture_cost
 from .derive import SearchResult, search_and_derive
 from .evaluate import assess, load_or_compute
@@ -71,6 +72,9 @@ class ChapterRun:
         self.cifar = data.load_cifar10()
         self.searches: dict[float, list[SearchResult]] = {}
         self.best: SearchResult | None = None
+        #: Wall seconds of each task of a mapped section (by section name), for the time
+        #: the section takes on N workers (:func:`course_lib.cluster.estimate_minutes`).
+        self.task_seconds: dict[str, list[float]] = {}
         self.metrics = self.run.metrics
         self.metrics.update(profile=profile, protocol=self.protocol())
 
@@ -186,8 +190,13 @@ class ChapterRun:
         agree on the derived network."""
         s, sweep = self.settings, []
         jobs = [(b, i) for b in s.betas for i in self.metrics["protocol"]["search_seeds"]]
-        for beta, seed in tqdm(jobs, desc="searches", disable=not self.progress):
-            self.searches.setdefault(beta, []).append(self._search(beta, seed))
+        jobs = [(b, i, self.cache(f"search_beta{b:g}_seed{i}.pt")) for b, i in jobs]
+        loaders = self.search_loaders
+        task = partial(search_job, self.space, s, loaders.train, loaders.val)
+        done = map_tasks(task, jobs, desc="searches", progress=self.progress)
+        self.task_seconds["experiment 2, searches"] = [d.seconds for d in done]
+        for (beta, _, _), result in zip(jobs, done, strict=True):
+            self.searches.setdefault(beta, []).append(result.value)
         for beta, found in self.searches.items():
             sweep.append(
                 {
@@ -379,6 +388,14 @@ class ChapterRun:
         """Add the headline numbers and the section times; ``results/nas.json`` in the full
         profile, nothing in the quick one."""
         return self.run.finish(headline(self.metrics))
+
+
+def search_job(space, settings: NasSettings, train_loader, val_loader, job) -> SearchResult:
+    """One search of the beta sweep, ``job`` = (beta, seed, cache file or ``None``): one
+    task of the map (the FLOPs-priced sync cost, as :meth:`ChapterRun._search`)."""
+    beta, seed, cache = job
+    config = settings.search_for(beta)
+    return search_and_derive(space, config, train_loader, val_loader, seed, cache)
 
 
 def _search_record(r: SearchResult) -> dict:
