@@ -410,9 +410,14 @@ def test_the_native_body_is_one_call_and_equals_the_layer_by_layer_engine(cfg):
     assert torch.equal(engine.body(small), engine.body_layer_by_layer(small))
     assert torch.equal(engine.body(h), want)
     before = torch.get_num_threads()
-    two = PackedResNet.from_model(model, "cpp", threads=2)
-    assert torch.equal(two.body(h), want), "two threads, the same floats"
-    assert torch.get_num_threads() == before, "the caller's thread setting is restored"
+    torch.set_num_threads(2)
+    try:
+        two = PackedResNet.from_model(model, "cpp", threads=2)
+        assert torch.equal(two.body(h), want), "two threads, the same floats"
+        assert torch.equal(engine.body(h), want), "one thread in a two-thread caller"
+        assert torch.get_num_threads() == 2, "the caller's thread setting is left alone"
+    finally:
+        torch.set_num_threads(before)
     with pytest.raises(ValueError, match="threads must be at least 1"):
         PackedResNet.from_model(model, "cpp", threads=0)
 

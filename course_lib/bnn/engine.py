@@ -160,7 +160,10 @@ class PackedLayer:
 class PackedResNet:
     """A trained binary ResNet, packed. ``engine(images)`` -> logits, like the model in
     eval mode. ``backend``: "auto" (C++ kernel where it builds), "cpp" or "torch";
-    ``threads``: how many threads the binary body uses (1 by default, the embedded case).
+    ``threads``: 1 (the default, the embedded case) runs the binary kernels on the calling
+    thread alone; more splits their pixels over PyTorch's intra-op pool, whose size
+    ``torch.set_num_threads`` sets (the full-precision stem, head and shortcut convs always
+    run on that pool).
 
     With the C++ backend the binary body (every block, from the stem's output to the head's
     input) is one native call (:meth:`native_body`): the weights are put in the inner loop's

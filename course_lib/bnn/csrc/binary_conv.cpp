@@ -81,6 +81,26 @@ int isa() {
 
 bool use_avx512() { return isa() >= kAvx512; }
 
+// --- threads ----------------------------------------------------------------------------------
+// The kernels split their work with at::parallel_for, unless the calling thread asked for one
+// thread (PackedBody::forward with threads = 1): then they run inline, without the pool.
+thread_local bool t_serial = false;
+
+struct SerialGuard {
+  bool previous;
+  explicit SerialGuard(bool serial) : previous(t_serial) { t_serial = serial; }
+  ~SerialGuard() { t_serial = previous; }
+};
+
+template <class F>
+void parallel_range(int64_t begin, int64_t end, int64_t grain, const F& f) {
+  if (t_serial) {
+    if (begin < end) f(begin, end);
+    return;
+  }
+  at::parallel_for(begin, end, grain, f);
+}
+
 // --- packing -----------------------------------------------------------------------------
 
 // One pixel: c floats (minus thresholds) -> ceil(c / 8) bytes of sign bits.
@@ -180,7 +200,7 @@ torch::Tensor pack_activations(torch::Tensor x, torch::Tensor threshold, int64_t
   const float* tp = threshold.data_ptr<float>();
   uint8_t* op = out.data_ptr<uint8_t>();
   const PackRow pack = pack_row();
-  at::parallel_for(0, n * h, 16, [&](int64_t begin, int64_t end) {
+  parallel_range(0, n * h, 16, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / h, y = row % h;
       pack(xp + (b * h + y) * w * c, tp, c, w, bytes, op + ((b * hp + y + pad) * wp + pad) * bytes);
@@ -482,7 +502,7 @@ void binary_dot(const torch::Tensor& packed, const torch::Tensor& wt, const Padd
   constexpr int64_t block = 16;  // output pixels per task: the patch buffer stays in L1
   const int64_t spare = packed.storage().nbytes() - (packed.storage_offset() + packed.numel());
   const bool fast_gather = spare >= kSlack;
-  at::parallel_for(0, (pixels + block - 1) / block, 1, [&](int64_t begin, int64_t end) {
+  parallel_range(0, (pixels + block - 1) / block, 1, [&](int64_t begin, int64_t end) {
     std::vector<uint64_t> patch(block * s.k_words, 0);
     std::vector<int32_t> acc(block * s.o_pad);
     const int32_t* corr_of[block];
@@ -975,25 +995,22 @@ class PackedBody {
                                 bn_bias, eps});
   }
 
-  // NHWC float32 in and out, on `threads` threads (the caller's setting restored after).
+  // NHWC float32 in and out. threads == 1: the binary kernels run on the calling thread
+  // alone; more: they split their pixels over PyTorch's intra-op pool (torch.set_num_threads
+  // sets its size; changing it per call would cost milliseconds). The float ops (shortcut
+  // convs) always run on that pool.
   torch::Tensor forward(torch::Tensor h, int64_t threads) {
     TORCH_CHECK(layers_.size() == 2 * blocks_.size(), "the body has ", layers_.size(),
                 " layers for ", blocks_.size(), " blocks; expected two per block");
     TORCH_CHECK(h.dim() == 4 && h.scalar_type() == torch::kFloat32,
                 "forward: expected float32 (N, H, W, C) features");
-    const int previous = at::get_num_threads();
-    if (threads > 0 && threads != previous) at::set_num_threads(static_cast<int>(threads));
-    try {
-      h = h.contiguous();
-      for (size_t b = 0; b < blocks_.size(); ++b) {
-        const torch::Tensor h1 = run(layers_[2 * b], h, shortcut(blocks_[b], h));
-        h = run(layers_[2 * b + 1], h1, h1);
-      }
-    } catch (...) {
-      if (at::get_num_threads() != previous) at::set_num_threads(previous);
-      throw;
+    TORCH_CHECK(threads >= 1, "forward: threads must be at least 1");
+    const SerialGuard serial(threads == 1);
+    h = h.contiguous();
+    for (size_t b = 0; b < blocks_.size(); ++b) {
+      const torch::Tensor h1 = run(layers_[2 * b], h, shortcut(blocks_[b], h));
+      h = run(layers_[2 * b + 1], h1, h1);
     }
-    if (at::get_num_threads() != previous) at::set_num_threads(previous);
     return h;
   }
 
