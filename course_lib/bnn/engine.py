@@ -87,7 +87,7 @@ class AmplitudeTail:
         m = apply_amplitude(m.permute(0, 3, 1, 2), self.channel_kernel, self.spatial_kernel)
         y = apply_bn(m, self.bn, "bn")
         y = apply_act(y + residual.permute(0, 3, 1, 2), act, slope, channel_dim=1)
-        return y.permute(0, 2, 3, 1).contiguous()
+        return nhwc(y)
 
 
 @dataclass
@@ -300,7 +300,7 @@ class PackedResNet:
         t = self.tensors
         y = F.conv2d(h.permute(0, 3, 1, 2), t[f"blocks.{b}.shortcut.weight"], stride=s)
         y = apply_bn(y, t, f"blocks.{b}.shortcut.bn")
-        return y.permute(0, 2, 3, 1).contiguous()
+        return nhwc(y)
 
     @torch.no_grad()
     def head(self, h: torch.Tensor) -> torch.Tensor:

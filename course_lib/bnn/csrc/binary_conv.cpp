@@ -79,8 +79,6 @@ int isa() {
   return has < g_isa_cap ? has : g_isa_cap;
 }
 
-bool use_avx512() { return isa() >= kAvx512; }
-
 // --- threads ----------------------------------------------------------------------------------
 // The kernels split their work with at::parallel_for, unless the calling thread asked for one
 // thread (PackedBody::forward with threads = 1): then they run inline, without the pool.
