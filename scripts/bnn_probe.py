@@ -5,6 +5,7 @@ for a few epochs on a training subset, with one option changed.
     python scripts/bnn_probe.py --shortcut pad                 # the saved run's network
     python scripts/bnn_probe.py --shortcut avgpool             # Bi-Real's downsampling
     python scripts/bnn_probe.py --stage1-epochs 2              # activations binary first
+    python scripts/bnn_probe.py --teacher baseline             # chapter 1's network teaches
 
 Needs the twin the chapter's full run saved (``checkpoints/resnet20_fp.pt``) and CIFAR-10
 (``COURSE_DATA_DIR``). Prints one line: the options and the validation accuracy per epoch,
@@ -25,7 +26,7 @@ from course_lib.bnn.resnet import init_from
 from course_lib.bnn.settings import NET, bnn_settings
 from course_lib.bnn.training import fit_binary
 from course_lib.data import DataSettings, load_cifar10, make_loaders
-from course_lib.models import resnet20
+from course_lib.models import load_baseline_cnn, resnet20
 from course_lib.paths import CHECKPOINT_DIR
 from course_lib.train import seed_everything
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shortcut", default=NET.shortcut, choices=("pad", "avgpool", "conv"))
     parser.add_argument("--stage1-epochs", type=int, default=0)
+    parser.add_argument("--teacher", default="twin", choices=("twin", "baseline"))
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--train-per-class", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -42,15 +44,17 @@ def main(argv: list[str] | None = None) -> None:
     twin.load_state_dict(torch.load(CHECKPOINT_DIR / TWIN_FILE, weights_only=True))
     data = DataSettings(train_per_class=args.train_per_class, batch_size=128)
     loaders = make_loaders(load_cifar10(), data, seed=args.seed)
+    teacher = load_baseline_cnn() if args.teacher == "baseline" else twin
     full = bnn_settings("full").binary
     config = replace(full, epochs=args.epochs, stage1_epochs=args.stage1_epochs)
     seed_everything(args.seed)
     model = bnn.binary_resnet20(replace(NET, shortcut=args.shortcut))
     init_from(model, twin)
-    history = fit_binary(model, loaders.train, config, twin, loaders.val, args.seed)
+    history = fit_binary(model, loaders.train, config, teacher, loaders.val, args.seed)
     val = [f"{100 * a:.2f}" for a in history.val_accuracy]
     print(
-        f"shortcut={args.shortcut} stage1_epochs={args.stage1_epochs} epochs={args.epochs} "
+        f"shortcut={args.shortcut} stage1_epochs={args.stage1_epochs} teacher={args.teacher} "
+        f"epochs={args.epochs} "
         f"train={10 * args.train_per_class} seed={args.seed}: validation accuracy % per "
         f"epoch {' '.join(val)}"
     )

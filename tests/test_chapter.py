@@ -80,3 +80,28 @@ def test_time_table_puts_each_section_beside_its_estimate():
     table = chapter.time_table({"section_time_s": {"a": 60.0, "b": 30.0}}, {"a": 2.0}).data
     assert "| a | 1.0 | 2.0 |" in table and "| b | 0.5 |  |" in table
     assert "| all sections | 1.5 | 2.0 |" in table
+
+
+def test_every_chapter_notebook_runs_through_the_one_runner():
+    """Each notebook starts a chapter.Run (directly or through its package's run object)
+    and none saves its results by hand, so provenance and section times are kept alike."""
+    import inspect
+
+    from course_lib.cli import chapter_notebooks
+    from course_lib.nas.experiments import ChapterRun
+    from course_lib.prune import experiment
+
+    for owner in (ChapterRun, experiment.setup):
+        assert "chapter.start(" in inspect.getsource(owner)
+    starts = ("chapter.start(", "experiment.setup(", "ChapterRun(")
+    # Chapter 5b's code cells stay those of its saved full run until its next one (issue 24).
+    pending = {"06_bnn_methods.ipynb"}
+    for notebook in [nb for nb in chapter_notebooks() if nb.name not in pending]:
+        code = "".join(
+            "".join(c["source"])
+            for c in json.loads(notebook.read_text())["cells"]
+            if c["cell_type"] == "code"
+        )
+        assert any(s in code for s in starts), f"{notebook.name} does not start a chapter.Run"
+        assert "save_results(" not in code, f"{notebook.name} saves its results by hand"
+        assert ".finish(" in code or ".save()" in code, f"{notebook.name} never saves its run"

@@ -41,12 +41,12 @@ from .comparison import compare_methods
 from .dabnn import DataAdaptiveAmplitude
 from .engine import PackedFileError, PackedResNet, load_packed, save_packed
 from .experiment import (
+    accuracy_on_test,
     check_layers_exact,
     compare_logits,
     packed_path,
     quantization_errors,
     sizes,
-    test_accuracy,
     train_binary,
     train_twin,
 )
@@ -147,7 +147,7 @@ __all__ = [
     "summary",
     "surrogate_curves",
     "tau_schedule",
-    "test_accuracy",
+    "accuracy_on_test",
     "train_binary",
     "train_method",
     "train_twin",

@@ -1,7 +1,9 @@
 """The chapter's experiment, one function per step, so that the notebook stays thin:
 train the full-precision twin, train the binary ResNet-20 from it, pack it, check it and
-measure what it costs. Every step takes a seed; a full run keeps resumable training states
-in ``runs/full/`` and its final weights in ``checkpoints/``.
+measure what it costs. The training steps take the chapter's :class:`~course_lib.chapter.Run`
+(its settings, seed and resume cache) and time themselves as the run's sections; a full run
+keeps resumable training states in ``runs/full/bnn_cache/`` and its final weights in
+``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -12,16 +14,16 @@ import torch
 from torch import nn
 
 from .. import measure
+from ..chapter import Run, section
 from ..data import Loaders
 from ..models import resnet20
-from ..paths import RUNS_DIR, output_dir
+from ..paths import output_dir
 from ..train import History, evaluate, fit, seed_everything
 from .engine import PackedResNet, save_packed
 from .kernel import PackedConv, reference_dot
 from .layers import binary_layers
 from .resnet import BinaryResNet, binary_resnet20, init_from
 from .scaling import layer_errors
-from .settings import BnnSettings
 from .training import fit_binary
 
 TWIN_FILE = "resnet20_fp.pt"
@@ -29,42 +31,33 @@ BINARY_FILE = "bnn_resnet20_latent.pt"
 PACKED_FILE = "bnn_resnet20.cbnn"
 
 
-def state_path(name: str, profile: str) -> Path:
-    """Where a run keeps its resumable training state (scratch, never committed)."""
-    folder = RUNS_DIR / profile / "bnn"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / name
-
-
-def train_twin(
-    loaders: Loaders, settings: BnnSettings, seed: int, profile: str, progress: bool = True
-) -> tuple[nn.Module, History]:
-    """The full-precision ResNet-20 (:func:`course_lib.models.resnet20`), SGD as in chapter 1."""
-    seed_everything(seed)
+@section("twin")
+def train_twin(run: Run, loaders: Loaders, progress: bool = True) -> tuple[nn.Module, History]:
+    """The full-precision ResNet-20 (:func:`course_lib.models.resnet20`), SGD as in chapter 1,
+    with the run's ``settings.twin`` and seed; saved to the profile's output folder."""
+    seed_everything(run.seed)
     twin = resnet20()
     history = fit(
         twin,
         loaders.train,
-        settings.twin,
+        run.settings.twin,
         loaders.val,
-        seed=seed,
-        checkpoint=state_path(f"twin_seed{seed}.pt", profile),
+        seed=run.seed,
+        checkpoint=run.cache(f"twin_seed{run.seed}.pt"),
         progress=progress,
     )
-    torch.save(twin.state_dict(), output_dir(profile) / TWIN_FILE)
+    torch.save(twin.state_dict(), output_dir(run.profile) / TWIN_FILE)
     return twin, history
 
 
+@section("binary network")
 def train_binary(
-    twin: nn.Module,
-    loaders: Loaders,
-    settings: BnnSettings,
-    seed: int,
-    profile: str,
-    progress: bool = True,
+    run: Run, twin: nn.Module, loaders: Loaders, progress: bool = True
 ) -> tuple[BinaryResNet, History]:
-    """The binary ResNet-20, initialized from the trained twin and distilled from it."""
-    seed_everything(seed)
+    """The binary ResNet-20 (``settings.net``), initialized from the trained twin and, when
+    ``settings.binary.distill > 0``, distilled from it; saved to the profile's output folder."""
+    settings = run.settings
+    seed_everything(run.seed)
     model = binary_resnet20(settings.net)
     init_from(model, twin)
     history = fit_binary(
@@ -73,15 +66,16 @@ def train_binary(
         settings.binary,
         teacher=twin if settings.binary.distill > 0 else None,
         val_loader=loaders.val,
-        seed=seed,
-        checkpoint=state_path(f"binary_seed{seed}.pt", profile),
+        seed=run.seed,
+        checkpoint=run.cache(f"binary_seed{run.seed}.pt"),
         progress=progress,
     )
-    torch.save(model.state_dict(), output_dir(profile) / BINARY_FILE)
+    torch.save(model.state_dict(), output_dir(run.profile) / BINARY_FILE)
     return model, history
 
 
-def test_accuracy(model: nn.Module, loaders: Loaders) -> float:
+def accuracy_on_test(model: nn.Module, loaders: Loaders) -> float:
+    """Top-1 accuracy (a fraction) on the loaders' test split."""
     return evaluate(model, loaders.test)[1]
 
 

@@ -1,7 +1,9 @@
 """The chapter's figures. Those of results take the chapter's ``metrics`` dict (the layout
 saved in ``results/bnn.json``), so this run's numbers and the saved full run's are drawn by
 the same function. Accuracies are stored as fractions and drawn in percent. Every function
-returns a closed ``Figure``: ``display`` it."""
+returns an open ``Figure`` (the course's convention, :mod:`course_lib.chapter`): the notebook
+assigns it, ``fig = plots.training(m)``, and Jupyter shows it when the cell ends; chapter 5b's
+two (``method_curves``, ``weight_flips``) still return closed ones, for ``display``."""
 
 from __future__ import annotations
 
@@ -17,9 +19,16 @@ from .summary import TARGETS
 
 
 def finish(fig: Figure) -> Figure:
-    """Lay out and close ``fig`` (the notebook displays it once, with ``display``)."""
+    """Lay out ``fig`` and return it, open."""
     fig.tight_layout()
-    plt.close(fig)
+    return fig
+
+
+def finish_closed(fig: Figure) -> Figure:
+    """Lay out and close ``fig``, for chapter 5b's notebook, which still ``display``s its
+    figures: it moves to the open-figure convention with its next full run (its code cells
+    are those of its saved run until then)."""
+    plt.close(finish(fig))
     return fig
 
 
@@ -149,7 +158,7 @@ def method_curves(metrics: dict) -> Figure:
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="binary ResNet-20, one budget")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return finish(fig)
+    return finish_closed(fig)
 
 
 def weight_flips(metrics: dict, methods: tuple[str, ...] = ("ste", "uncertainty")) -> Figure:
@@ -164,4 +173,4 @@ def weight_flips(metrics: dict, methods: tuple[str, ...] = ("ste", "uncertainty"
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    return finish(fig)
+    return finish_closed(fig)
