@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_bnn_method_training import tiny_loaders
 
-from course_lib import bnn
+from course_lib import bnn, results
 from course_lib.bnn import plots, summary
 from course_lib.bnn.comparison import close_methods, compare_methods, training_order
 from course_lib.bnn.settings import methods_settings
@@ -139,3 +139,32 @@ def test_table1_orderings_count_only_beyond_two_standard_errors():
     assert "1.55 points, standard error 1.50" in noise[0]
     m["methods"]["recu"]["test_accuracy_mean"] = 0.30  # 6 points under BD-BNN: reversed
     assert summary.report_order_pairs(m)[1] == ["ReCU above BD-BNN"]
+
+
+@pytest.mark.slow
+def test_every_method_is_paired_with_plain_ste_on_the_same_test_images(compared):
+    methods, packed = compared["methods"], compared["packed"]
+    assert "paired" not in methods["ste"]
+    for name, e in methods.items():
+        assert e["test_images"] == compared["test_images"] == 8
+        if name == "ste":
+            continue
+        p = e["paired"]
+        assert p["images"] == 8 and 0.0 <= p["p_value"] <= 1.0
+        assert p["a_only"] + p["b_only"] <= 8
+        if name in packed:  # the same forward pass as the packed check's model accuracy
+            gap = packed[name]["packed_accuracy"] - packed["ste"]["packed_accuracy"]
+            assert p["difference"] == pytest.approx(gap)
+    table = summary.methods_table(compared).data
+    assert (
+        "McNemar" in table
+        and "Paired against plain STE" in summary.methods_conclusion(compared).data
+    )
+
+
+def test_saved_results_without_paired_tests_still_read():
+    saved = results.load_results("bnn_methods")["metrics"]
+    assert all("paired" not in e for e in saved["methods"].values())  # saved before the tests
+    table = summary.methods_table(saved).data
+    assert "McNemar" not in table
+    assert "Paired" not in summary.methods_conclusion(saved).data

@@ -8,7 +8,13 @@ from IPython.display import Markdown
 from .. import measure
 from ..formatting import latency_text, pct, ratio_text
 from ..report import markdown_table
-from ..uncertainty import TIE_STANDARD_ERRORS, accuracy_sign, binomial_se, difference_se
+from ..uncertainty import (
+    PAIRED_ALPHA,
+    TIE_STANDARD_ERRORS,
+    accuracy_sign,
+    binomial_se,
+    difference_se,
+)
 from .layers import binary_layers
 from .settings import METHOD_LABELS, REPORT_EPOCHS, REPORT_ROWS, REPORT_TABLE1_RESNET20
 
@@ -205,32 +211,65 @@ def seeds_text(seeds: list[int]) -> str:
     return ", ".join(str(s) for s in seeds)
 
 
+def paired_text(entry: dict) -> str:
+    """``p = ...`` of a method's paired test against plain STE, '-' without one."""
+    paired = entry.get("paired")
+    if paired is None:
+        return "-"
+    return f"p = {paired['p_value']:.2g} ({paired['a_only']} / {paired['b_only']})"
+
+
 def methods_table(m: dict) -> Markdown:
     """Every method's mean test accuracy over its seeds beside the report's Table 1
-    (ResNet-20, CIFAR-10, W/A = 1/1; full precision 32/32)."""
+    (ResNet-20, CIFAR-10, W/A = 1/1; full precision 32/32), with its paired test against
+    plain STE where the run made one (McNemar's p-value; the images only the method gets
+    right / only plain STE gets right)."""
+    has_paired = any("paired" in e for e in m["methods"].values())
     rows = []
     for method, e in m["methods"].items():
         report = REPORT_TABLE1_RESNET20.get(REPORT_ROWS.get(method, ""))
-        rows.append(
-            (
-                METHOD_LABELS.get(method, method),
-                pct(e["test_accuracy_mean"]),
-                seeds_text(e["seeds"]),
-                e["epochs"],
-                f"{e['minutes']:.2f}",
-                "-" if report is None else f"{report:.1f}",
-            )
-        )
-    return markdown_table(
-        rows,
-        [
-            "method",
-            "ours: test accuracy (%)",
-            "seeds",
-            "epochs",
-            "training minutes per seed",
-            "report's Table 1 (%, from the papers' long trainings)",
-        ],
+        row = [
+            METHOD_LABELS.get(method, method),
+            pct(e["test_accuracy_mean"]),
+            seeds_text(e["seeds"]),
+            e["epochs"],
+            f"{e['minutes']:.2f}",
+            "-" if report is None else f"{report:.1f}",
+        ]
+        if has_paired:
+            row.insert(2, paired_text(e))
+        rows.append(tuple(row))
+    headers = [
+        "method",
+        "ours: test accuracy (%)",
+        "seeds",
+        "epochs",
+        "training minutes per seed",
+        "report's Table 1 (%, from the papers' long trainings)",
+    ]
+    if has_paired:
+        headers.insert(2, "vs plain STE, paired (McNemar p; images won / lost)")
+    return markdown_table(rows, headers)
+
+
+def paired_sentence(m: dict) -> str | None:
+    """Which methods the paired tests separate from plain STE (None without tests)."""
+    tested = {k: e["paired"] for k, e in m["methods"].items() if "paired" in e}
+    if not tested:
+        return None
+    label = lambda k: METHOD_LABELS.get(k, k)  # noqa: E731
+    above = [k for k, p in tested.items() if p["p_value"] < PAIRED_ALPHA and p["difference"] > 0]
+    below = [k for k, p in tested.items() if p["p_value"] < PAIRED_ALPHA and p["difference"] < 0]
+    tied = [k for k in tested if k not in above and k not in below]
+    images = next(iter(tested.values()))["images"]
+
+    def names(keys: list[str]) -> str:
+        return "; ".join(f"{label(k)} (p = {tested[k]['p_value']:.2g})" for k in keys) or "none"
+
+    return (
+        f"- **Paired against plain STE** (McNemar's exact test on the same {images:,} test "
+        f"images, first seeds; an order only where p < {PAIRED_ALPHA}). Above plain STE: "
+        f"{names(above)}. Below: {names(below)}. Not separated: {names(tied)}."
     )
 
 
@@ -280,6 +319,9 @@ def methods_conclusion(m: dict) -> Markdown:
         f"{'; '.join(same) or 'none'}. Reversed here: {'; '.join(reversed_) or 'none'}. "
         f"Within the noise, so not settled by this run: {'; '.join(noise) or 'none'}.",
     ]
+    paired = paired_sentence(m)
+    if paired is not None:
+        lines.append(paired)
     if m["close"]:
         seeds = "; ".join(f"{label(k)}: seeds {seeds_text(e[k]['seeds'])}" for k in m["close"])
         lines.append(
