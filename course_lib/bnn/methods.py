@@ -8,6 +8,8 @@ the objective:
 - ``"ste"``: ``alpha sign(W)`` and ``sign(x)`` with the clipped straight-through estimator,
   nothing else (the baseline every other binary method adds one idea to); its signs are
   tracked at threshold 1.0, which lets every flip through and counts it;
+- ``"ste_kd"``: plain STE distilled from the full-precision teacher, the control for
+  ``"label_aware_kd"``: what distillation alone gives, so it is not credited to a method;
 - ``"recu"``: the chapter's recipe, weight standardization and the ReCU clamp (eq. 13-28)
   with the ApproxSign estimator;
 - ``"dabnn"``: data-adaptive amplitudes after every binary conv (eq. 10-12);
@@ -46,6 +48,7 @@ from .training import BinaryTrainConfig, Objective, distillation_loss, fit_binar
 
 METHODS = (
     "ste",
+    "ste_kd",
     "recu",
     "dabnn",
     "latent_bn",
@@ -56,7 +59,7 @@ METHODS = (
     "fp",
 )
 #: Methods that learn from the trained full-precision network (``teacher=``).
-NEED_TEACHER = ("label_aware_kd", "bdbnn")
+NEED_TEACHER = ("ste_kd", "label_aware_kd", "bdbnn")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ def method_net(method: str, base: BinaryNetConfig, options: MethodOptions) -> Bi
     """The binary ResNet-20's options for ``method``, from the plain-STE network ``base``."""
     changes = {
         "ste": {"certainty": 1.0, "certainty_window": 1},
+        "ste_kd": {"certainty": 1.0, "certainty_window": 1},
         "recu": {"b_star": 1.0, "input_estimator": "approx"},
         "dabnn": {"amplitude": True},
         "latent_bn": {"dual_bn": True},
@@ -122,11 +126,11 @@ def method_net(method: str, base: BinaryNetConfig, options: MethodOptions) -> Bi
 
 def method_config(method: str, base: BinaryTrainConfig, options: MethodOptions):
     """The recipe for ``method``: ``base`` without the ReCU clamp (``tau = 1``) and without
-    distillation, except ReCU's own schedule and the KD variant's distillation."""
+    distillation, except ReCU's own schedule and the KD variants' distillation."""
     config = replace(base, tau_start=1.0, tau_end=1.0, distill=0.0, compile=False)
     if method == "recu":
         return replace(config, tau_start=base.tau_start, tau_end=base.tau_end)
-    if method == "label_aware_kd":
+    if method in ("ste_kd", "label_aware_kd"):
         return replace(config, distill=options.kd_distill)
     return config
 
