@@ -9,7 +9,9 @@ timed against the plain network (``amplitude_cost``, :func:`~.benchmark.amplitud
 The result is the chapter's metrics dict (the layout of ``results/bnn_methods.json``):
 ``methods`` (one entry per method: ``test_accuracy_mean`` as a fraction, ``seeds``,
 ``epochs``, ``minutes`` (mean training minutes per seed), the mean per-epoch curves
-``test_accuracy``, ``flips`` and ``latent_accuracy``, and ``runs``, one entry per seed),
+``val_accuracy``, ``flips`` and ``latent_accuracy`` (on the validation split), and ``runs``,
+one entry per seed with its final ``test_accuracy``; results saved before 2026-12-07 have
+per-epoch *test* curves under ``test_accuracy`` instead),
 ``budget_minutes`` (the stated budget), ``minutes`` (this run's total), ``close`` (the
 methods within ``close_within`` of another after the first seeds), ``skipped`` (second
 seeds the budget did not allow), ``packed`` (per binary method: images, same-prediction
@@ -73,9 +75,11 @@ def close_methods(means: dict[str, float], within: float = CLOSE_WITHIN) -> list
 
 
 def run_entry(run: MethodRun) -> dict:
-    """One seed's curves (fractions and counts per epoch) and training minutes."""
+    """One seed's curves (fractions and counts per epoch), final test accuracy and
+    training minutes."""
     return {
         "seed": run.seed,
+        "val_accuracy": run.val_accuracy,
         "test_accuracy": run.test_accuracy,
         "flips": run.flips,
         "latent_accuracy": run.latent_accuracy,
@@ -106,12 +110,12 @@ def paired_against(correct: dict[str, torch.Tensor], baseline: str = "ste") -> d
 def method_entry(runs: list[dict], epochs: int, estimate_min: float | None) -> dict:
     """A method's entry of ``metrics["methods"]``: means over its seeds."""
     return {
-        "test_accuracy_mean": float(np.mean([r["test_accuracy"][-1] for r in runs])),
+        "test_accuracy_mean": float(np.mean([r["test_accuracy"] for r in runs])),
         "seeds": [r["seed"] for r in runs],
         "epochs": epochs,
         "minutes": float(np.mean([r["minutes"] for r in runs])),
         "estimate_min": estimate_min,
-        "test_accuracy": mean_curve(runs, "test_accuracy"),
+        "val_accuracy": mean_curve(runs, "val_accuracy"),
         "flips": mean_curve(runs, "flips"),
         "latent_accuracy": mean_curve(runs, "latent_accuracy"),
         "runs": runs,
@@ -164,7 +168,7 @@ def compare_methods(
         amplitude_cost = amplitude_benchmark(
             first_models["ste"], first_models["dabnn"], rounds=settings.latency_rounds
         )
-    means = {m: float(np.mean([r["test_accuracy"][-1] for r in runs[m]])) for m in order}
+    means = {m: float(np.mean([r["test_accuracy"] for r in runs[m]])) for m in order}
     close = close_methods(means)
     skipped = []
     more = range(max(seeds) + 1, max(seeds) + 1 + settings.close_extra_seeds)

@@ -85,14 +85,17 @@ class MethodOptions:
 
 @dataclass
 class MethodRun:
-    """One trained method: test accuracy (fraction) after every epoch, binary weights
-    flipped in every epoch (summed over the training steps; ``None`` where not tracked),
-    the latent path's test accuracy (``dual_bn`` methods), seconds per epoch, the model."""
+    """One trained method: validation accuracy (fraction) after every epoch, test accuracy
+    after the last, binary weights flipped in every epoch (summed over the training steps;
+    ``None`` where not tracked), the latent path's validation accuracy after every epoch
+    (``dual_bn`` methods), seconds per epoch, the model. Curves are on the validation split,
+    so that nothing is read off the test images before the end."""
 
     method: str
     seed: int
     epochs: int
-    test_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    test_accuracy: float | None = None
     flips: list[int] | None = None
     latent_accuracy: list[float] | None = None
     epoch_time_s: list[float] = field(default_factory=list)
@@ -211,7 +214,8 @@ def train_method(
     progress: bool = True,
 ) -> MethodRun:
     """Train ``method`` (one of :data:`METHODS`) for ``config.epochs`` epochs with ``seed``
-    on ``loaders.train``; test accuracy on ``loaders.test`` after every epoch. ``net`` is
+    on ``loaders.train``; validation accuracy on ``loaders.val`` after every epoch, test
+    accuracy on ``loaders.test`` after the last. ``net`` is
     the plain-STE binary network the method's option is added to; ``teacher``: the trained
     full-precision ResNet-20 (needed by :data:`NEED_TEACHER`; never changed)."""
     check_method(method)
@@ -237,14 +241,14 @@ def train_method(
     counted = [0]
 
     def epoch_end(epoch: int) -> None:
-        run.test_accuracy.append(evaluate(model, loaders.test)[1])
+        run.val_accuracy.append(evaluate(model, loaders.val)[1])
         if run.flips is not None:
             flips = total_flips(model)
             run.flips.append(flips - counted[0])
             counted[0] = flips
         if run.latent_accuracy is not None:
             with use_path(model, "latent"):
-                run.latent_accuracy.append(evaluate(model, loaders.test)[1])
+                run.latent_accuracy.append(evaluate(model, loaders.val)[1])
 
     use_teacher = teacher if (method in NEED_TEACHER) else None
     history = fit_binary(
@@ -258,5 +262,6 @@ def train_method(
         epoch_end=epoch_end,
     )
     run.epoch_time_s = list(history.epoch_time_s)
+    run.test_accuracy = evaluate(model, loaders.test)[1]
     run.model = model
     return run
