@@ -18,9 +18,16 @@ from ..uncertainty import (
 from .layers import binary_layers
 from .settings import METHOD_LABELS, REPORT_EPOCHS, REPORT_ROWS, REPORT_TABLE1_RESNET20
 
-TARGETS = {"binary_accuracy": 0.82, "kernel_speedup_256": 10.0, "packed_size_ratio": 20.0}
-"""The issue's targets: binary ResNet-20 test accuracy (fraction), the packed binary conv's
-speed-up over float32 at 256 channels, the packed network's size ratio to float32."""
+TARGETS = {
+    "binary_accuracy": 0.82,
+    "kernel_speedup_256": 15.0,
+    "network_speedup_vs_ort": 3.0,
+    "packed_size_ratio": 20.0,
+}
+"""The issues' targets: binary ResNet-20 test accuracy (fraction); the packed binary conv's
+speed-up over PyTorch float32 at 256 channels and the packed network's over the float32 twin
+in ONNX Runtime (batch 1, one thread), both at the lower end of their 95 % intervals; the
+packed network's size ratio to float32."""
 
 
 def table1(m: dict) -> Markdown:
@@ -114,7 +121,7 @@ def size_table(m: dict) -> Markdown:
 def target_rows(m: dict) -> list[tuple]:
     verdict = lambda ok: "met" if ok else "missed"  # noqa: E731
     acc, k, r = m["binary_resnet20_test_accuracy"], m["kernel_speedup_256"], m["packed_size_ratio"]
-    return [
+    rows = [
         (
             "binary ResNet-20 test accuracy",
             f"{pct(acc)} %",
@@ -122,10 +129,10 @@ def target_rows(m: dict) -> list[tuple]:
             verdict(acc >= TARGETS["binary_accuracy"]),
         ),
         (
-            "binary conv speed-up, 256 channels",
+            "binary conv speed-up over PyTorch float32, 256 channels",
             ratio_text({"median": k, "interval": m["kernel_speedup_256_interval"]}, 1),
-            f">= {TARGETS['kernel_speedup_256']:.0f}x",
-            verdict(k >= TARGETS["kernel_speedup_256"]),
+            f">= {TARGETS['kernel_speedup_256']:.0f}x (interval's lower end)",
+            verdict(m["kernel_speedup_256_interval"][0] >= TARGETS["kernel_speedup_256"]),
         ),
         (
             "packed size vs float32",
@@ -133,8 +140,26 @@ def target_rows(m: dict) -> list[tuple]:
             f">= {TARGETS['packed_size_ratio']:.0f}x",
             verdict(r >= TARGETS["packed_size_ratio"]),
         ),
-        ("whole network speed-up, batch 1", f"{m['network_speedup_b1']:.1f}x", "reported", ""),
     ]
+    if "network_speedup_vs_ort_b1" in m:  # results saved before 2026-12-07 lack it
+        interval = m["network_speedup_vs_ort_b1_interval"]
+        rows.append(
+            (
+                "whole network over the float32 twin in ONNX Runtime, batch 1",
+                ratio_text({"median": m["network_speedup_vs_ort_b1"], "interval": interval}, 2),
+                f">= {TARGETS['network_speedup_vs_ort']:.0f}x (interval's lower end)",
+                verdict(interval[0] >= TARGETS["network_speedup_vs_ort"]),
+            )
+        )
+    rows.append(
+        (
+            "whole network over the twin in PyTorch, batch 1",
+            f"{m['network_speedup_b1']:.1f}x",
+            "reported",
+            "",
+        )
+    )
+    return rows
 
 
 def targets(m: dict) -> Markdown:
