@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_bnn_method_training import tiny_loaders
 
-from course_lib import bnn
+from course_lib import bnn, results
 from course_lib.bnn import plots, summary
 from course_lib.bnn.comparison import close_methods, compare_methods, training_order
 from course_lib.bnn.settings import methods_settings
@@ -57,13 +57,13 @@ def compared():
 
 @pytest.mark.slow
 def test_close_methods_get_a_second_seed_and_the_others_do_not(compared):
-    first = {k: e["runs"][0]["test_accuracy"][-1] for k, e in compared["methods"].items()}
+    first = {k: e["runs"][0]["test_accuracy"] for k, e in compared["methods"].items()}
     assert compared["close"] == close_methods(first)
     for method, e in compared["methods"].items():
         assert e["seeds"] == ([0, 1] if method in compared["close"] else [0])
-        finals = [r["test_accuracy"][-1] for r in e["runs"]]
+        finals = [r["test_accuracy"] for r in e["runs"]]
         assert e["test_accuracy_mean"] == pytest.approx(sum(finals) / len(finals))
-        assert e["epochs"] == 2 and len(e["test_accuracy"]) == 2
+        assert e["epochs"] == 2 and len(e["val_accuracy"]) == 2 and "test_accuracy" not in e
     assert compared["skipped"] == []
     assert list(compared["methods"]) == list(METHODS)
     json.dumps(compared)  # the results file's layout
@@ -139,3 +139,32 @@ def test_table1_orderings_count_only_beyond_two_standard_errors():
     assert "1.55 points, standard error 1.50" in noise[0]
     m["methods"]["recu"]["test_accuracy_mean"] = 0.30  # 6 points under BD-BNN: reversed
     assert summary.report_order_pairs(m)[1] == ["ReCU above BD-BNN"]
+
+
+@pytest.mark.slow
+def test_every_method_is_paired_with_plain_ste_on_the_same_test_images(compared):
+    methods, packed = compared["methods"], compared["packed"]
+    assert "paired" not in methods["ste"]
+    for name, e in methods.items():
+        assert e["test_images"] == compared["test_images"] == 8
+        if name == "ste":
+            continue
+        p = e["paired"]
+        assert p["images"] == 8 and 0.0 <= p["p_value"] <= 1.0
+        assert p["a_only"] + p["b_only"] <= 8
+        if name in packed:  # the same forward pass as the packed check's model accuracy
+            gap = packed[name]["packed_accuracy"] - packed["ste"]["packed_accuracy"]
+            assert p["difference"] == pytest.approx(gap)
+    table = summary.methods_table(compared).data
+    assert (
+        "McNemar" in table
+        and "Paired against plain STE" in summary.methods_conclusion(compared).data
+    )
+
+
+def test_saved_results_without_paired_tests_still_read():
+    saved = results.load_results("bnn_methods")["metrics"]
+    assert all("paired" not in e for e in saved["methods"].values())  # saved before the tests
+    table = summary.methods_table(saved).data
+    assert "McNemar" not in table
+    assert "Paired" not in summary.methods_conclusion(saved).data

@@ -43,8 +43,9 @@ def run(method: str, seed: int = 0) -> bnn.MethodRun:
 @pytest.mark.parametrize("method", bnn.METHODS)
 def test_every_method_trains_and_repeats_its_numbers_with_a_seed(method):
     first, second = run(method), run(method)
-    assert len(first.test_accuracy) == 1 and first.epochs == 1
-    assert first.test_accuracy == second.test_accuracy
+    assert len(first.val_accuracy) == 1 and first.epochs == 1
+    assert isinstance(first.test_accuracy, float)
+    assert first.test_accuracy == second.test_accuracy and first.val_accuracy == second.val_accuracy
     assert first.flips == second.flips and first.latent_accuracy == second.latent_accuracy
     a, b = first.model.state_dict(), second.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

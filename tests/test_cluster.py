@@ -273,3 +273,46 @@ def test_a_tiny_chapter_5b_sweep_on_ray_equals_the_local_loop(ray_cluster, monke
     local = sweep()
     monkeypatch.setenv(cluster.ADDRESS_ENV, ray_cluster)
     assert sweep() == local
+
+
+@needs_ray
+def test_chapter_3s_pruning_runs_on_ray_equal_the_local_loop(ray_cluster, monkeypatch):
+    from test_taylor import image_loader, tiny_vgg
+
+    from course_lib.data import Loaders
+    from course_lib.taylor import compare_criteria
+    from course_lib.taylor.loop import Budget
+    from course_lib.taylor.settings import taylor_settings
+    from course_lib.taylor.transfer import Transferred
+    from course_lib.train import TrainConfig
+
+    torch.set_num_threads(1)  # as the workers (one CPU each): the same arithmetic
+    finetune = TrainConfig(epochs=1, lr=0.05, schedule="cosine", autocast=False)
+    settings = replace(
+        taylor_settings("quick"),
+        finetune=replace(finetune, channels_last=False),
+        filters_per_round=8,
+        budget=Budget(keep=0.8, measure="params"),
+        criteria=("taylor", "l1"),
+    )
+    loaders = Loaders(image_loader(seed=0), image_loader(seed=1), image_loader(seed=2))
+    unpruned = {s: Transferred(tiny_vgg(3, seed=s), 0.0, 0.0, 0.0) for s in (0, 1)}
+
+    def sweep() -> tuple[str, list]:
+        c = compare_criteria(unpruned, loaders, settings, progress=False)
+        runs = c.as_dict()["criteria"]
+        for by_seed in runs.values():
+            for run in by_seed.values():
+                for r in run["rounds"]:
+                    r.pop("time_s")
+        shapes = [
+            [tuple(p.shape) for p in c.pruned[k][s].parameters()]
+            for k in settings.criteria
+            for s in unpruned
+        ]
+        return json.dumps(runs, sort_keys=True), shapes
+
+    monkeypatch.delenv(cluster.ADDRESS_ENV, raising=False)
+    local = sweep()
+    monkeypatch.setenv(cluster.ADDRESS_ENV, ray_cluster)
+    assert sweep() == local

@@ -9,11 +9,16 @@ timed against the plain network (``amplitude_cost``, :func:`~.benchmark.amplitud
 The result is the chapter's metrics dict (the layout of ``results/bnn_methods.json``):
 ``methods`` (one entry per method: ``test_accuracy_mean`` as a fraction, ``seeds``,
 ``epochs``, ``minutes`` (mean training minutes per seed), the mean per-epoch curves
-``test_accuracy``, ``flips`` and ``latent_accuracy``, and ``runs``, one entry per seed),
+``val_accuracy``, ``flips`` and ``latent_accuracy`` (on the validation split), and ``runs``,
+one entry per seed with its final ``test_accuracy``; results saved before 2026-12-07 have
+per-epoch *test* curves under ``test_accuracy`` instead),
 ``budget_minutes`` (the stated budget), ``minutes`` (this run's total), ``close`` (the
 methods within ``close_within`` of another after the first seeds), ``skipped`` (second
 seeds the budget did not allow), ``packed`` (per binary method: images, same-prediction
-fraction, max logit difference, packed accuracy) and ``amplitude_cost``.
+fraction, max logit difference, packed accuracy) and ``amplitude_cost``. Every method's
+entry also has ``test_images`` and, but for plain STE's, ``paired``: McNemar's test of its
+first seed's network against plain STE's first seed on the same test images
+(:func:`course_lib.uncertainty.mcnemar`: images each gets right alone, the p-value).
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import time
 from functools import partial
 
 import numpy as np
+import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ..cluster import map_tasks
 from ..data import Loaders
+from ..uncertainty import mcnemar
 from .benchmark import amplitude_benchmark
 from .engine import PackedResNet
 from .experiment import compare_logits
@@ -67,9 +75,11 @@ def close_methods(means: dict[str, float], within: float = CLOSE_WITHIN) -> list
 
 
 def run_entry(run: MethodRun) -> dict:
-    """One seed's curves (fractions and counts per epoch) and training minutes."""
+    """One seed's curves (fractions and counts per epoch), final test accuracy and
+    training minutes."""
     return {
         "seed": run.seed,
+        "val_accuracy": run.val_accuracy,
         "test_accuracy": run.test_accuracy,
         "flips": run.flips,
         "latent_accuracy": run.latent_accuracy,
@@ -82,15 +92,30 @@ def mean_curve(runs: list[dict], key: str) -> list[float] | None:
     return None if curves[0] is None else np.mean(curves, axis=0).tolist()
 
 
+@torch.no_grad()
+def correct_on_test(model: nn.Module, loaders: Loaders) -> torch.Tensor:
+    """One boolean per test image, in the loader's order: whether ``model`` (eval mode)
+    classifies it correctly."""
+    model.eval()
+    return torch.cat([model(x).argmax(1) == y for x, y in loaders.test])
+
+
+def paired_against(correct: dict[str, torch.Tensor], baseline: str = "ste") -> dict[str, dict]:
+    """McNemar's test of every method's per-image results against ``baseline``'s."""
+    if baseline not in correct:
+        return {}
+    return {m: mcnemar(c, correct[baseline]).as_dict() for m, c in correct.items() if m != baseline}
+
+
 def method_entry(runs: list[dict], epochs: int, estimate_min: float | None) -> dict:
     """A method's entry of ``metrics["methods"]``: means over its seeds."""
     return {
-        "test_accuracy_mean": float(np.mean([r["test_accuracy"][-1] for r in runs])),
+        "test_accuracy_mean": float(np.mean([r["test_accuracy"] for r in runs])),
         "seeds": [r["seed"] for r in runs],
         "epochs": epochs,
         "minutes": float(np.mean([r["minutes"] for r in runs])),
         "estimate_min": estimate_min,
-        "test_accuracy": mean_curve(runs, "test_accuracy"),
+        "val_accuracy": mean_curve(runs, "val_accuracy"),
         "flips": mean_curve(runs, "flips"),
         "latent_accuracy": mean_curve(runs, "latent_accuracy"),
         "runs": runs,
@@ -121,7 +146,7 @@ def compare_methods(
     order = training_order(methods)
     runs: dict[str, list[dict]] = {m: [] for m in order}
     packed: dict[str, dict] = {}
-    first_models = {}
+    first_models, correct = {}, {}
     jobs = [(m, s) for s in seeds for m in order]
     trained, teacher = [], None
     if order[0] == "fp":  # the teacher, before the trainings that learn from it
@@ -131,16 +156,19 @@ def compare_methods(
     done = map_tasks(task, jobs[len(trained) :], desc="methods", progress=progress)
     trained += [d.value for d in done]
     for (method, _), run in zip(jobs, trained, strict=True):
+        if method not in correct:
+            correct[method] = correct_on_test(run.model, loaders)
         if method != "fp" and method not in packed:
             packed[method] = compare_logits(run.model, PackedResNet.from_model(run.model), loaders)
             first_models[method] = run.model
         runs[method].append(run_entry(run))
+    paired = paired_against(correct)
     amplitude_cost = None
     if "dabnn" in first_models and "ste" in first_models:
         amplitude_cost = amplitude_benchmark(
             first_models["ste"], first_models["dabnn"], rounds=settings.latency_rounds
         )
-    means = {m: float(np.mean([r["test_accuracy"][-1] for r in runs[m]])) for m in order}
+    means = {m: float(np.mean([r["test_accuracy"] for r in runs[m]])) for m in order}
     close = close_methods(means)
     skipped = []
     more = range(max(seeds) + 1, max(seeds) + 1 + settings.close_extra_seeds)
@@ -152,10 +180,13 @@ def compare_methods(
             continue
         runs[method].append(run_entry(train_one(method, loaders, settings, seed, teacher)))
     epochs = settings.train.epochs
+    entries = {m: method_entry(runs[m], epochs, settings.estimate_min.get(m)) for m in methods}
+    for m, entry in entries.items():
+        entry["test_images"] = len(loaders.test.labels)
+        if m in paired:
+            entry["paired"] = paired[m]
     return {
-        "methods": {
-            m: method_entry(runs[m], epochs, settings.estimate_min.get(m)) for m in methods
-        },
+        "methods": entries,
         "budget_minutes": settings.budget_min,
         "minutes": (time.perf_counter() - started) / 60,
         "close": close,

@@ -8,6 +8,8 @@ the objective:
 - ``"ste"``: ``alpha sign(W)`` and ``sign(x)`` with the clipped straight-through estimator,
   nothing else (the baseline every other binary method adds one idea to); its signs are
   tracked at threshold 1.0, which lets every flip through and counts it;
+- ``"ste_kd"``: plain STE distilled from the full-precision teacher, the control for
+  ``"label_aware_kd"``: what distillation alone gives, so it is not credited to a method;
 - ``"recu"``: the chapter's recipe, weight standardization and the ReCU clamp (eq. 13-28)
   with the ApproxSign estimator;
 - ``"dabnn"``: data-adaptive amplitudes after every binary conv (eq. 10-12);
@@ -46,6 +48,7 @@ from .training import BinaryTrainConfig, Objective, distillation_loss, fit_binar
 
 METHODS = (
     "ste",
+    "ste_kd",
     "recu",
     "dabnn",
     "latent_bn",
@@ -56,7 +59,7 @@ METHODS = (
     "fp",
 )
 #: Methods that learn from the trained full-precision network (``teacher=``).
-NEED_TEACHER = ("label_aware_kd", "bdbnn")
+NEED_TEACHER = ("ste_kd", "label_aware_kd", "bdbnn")
 
 
 @dataclass(frozen=True)
@@ -82,14 +85,17 @@ class MethodOptions:
 
 @dataclass
 class MethodRun:
-    """One trained method: test accuracy (fraction) after every epoch, binary weights
-    flipped in every epoch (summed over the training steps; ``None`` where not tracked),
-    the latent path's test accuracy (``dual_bn`` methods), seconds per epoch, the model."""
+    """One trained method: validation accuracy (fraction) after every epoch, test accuracy
+    after the last, binary weights flipped in every epoch (summed over the training steps;
+    ``None`` where not tracked), the latent path's validation accuracy after every epoch
+    (``dual_bn`` methods), seconds per epoch, the model. Curves are on the validation split,
+    so that nothing is read off the test images before the end."""
 
     method: str
     seed: int
     epochs: int
-    test_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    test_accuracy: float | None = None
     flips: list[int] | None = None
     latent_accuracy: list[float] | None = None
     epoch_time_s: list[float] = field(default_factory=list)
@@ -106,6 +112,7 @@ def method_net(method: str, base: BinaryNetConfig, options: MethodOptions) -> Bi
     """The binary ResNet-20's options for ``method``, from the plain-STE network ``base``."""
     changes = {
         "ste": {"certainty": 1.0, "certainty_window": 1},
+        "ste_kd": {"certainty": 1.0, "certainty_window": 1},
         "recu": {"b_star": 1.0, "input_estimator": "approx"},
         "dabnn": {"amplitude": True},
         "latent_bn": {"dual_bn": True},
@@ -122,11 +129,11 @@ def method_net(method: str, base: BinaryNetConfig, options: MethodOptions) -> Bi
 
 def method_config(method: str, base: BinaryTrainConfig, options: MethodOptions):
     """The recipe for ``method``: ``base`` without the ReCU clamp (``tau = 1``) and without
-    distillation, except ReCU's own schedule and the KD variant's distillation."""
+    distillation, except ReCU's own schedule and the KD variants' distillation."""
     config = replace(base, tau_start=1.0, tau_end=1.0, distill=0.0, compile=False)
     if method == "recu":
         return replace(config, tau_start=base.tau_start, tau_end=base.tau_end)
-    if method == "label_aware_kd":
+    if method in ("ste_kd", "label_aware_kd"):
         return replace(config, distill=options.kd_distill)
     return config
 
@@ -207,7 +214,8 @@ def train_method(
     progress: bool = True,
 ) -> MethodRun:
     """Train ``method`` (one of :data:`METHODS`) for ``config.epochs`` epochs with ``seed``
-    on ``loaders.train``; test accuracy on ``loaders.test`` after every epoch. ``net`` is
+    on ``loaders.train``; validation accuracy on ``loaders.val`` after every epoch, test
+    accuracy on ``loaders.test`` after the last. ``net`` is
     the plain-STE binary network the method's option is added to; ``teacher``: the trained
     full-precision ResNet-20 (needed by :data:`NEED_TEACHER`; never changed)."""
     check_method(method)
@@ -233,14 +241,14 @@ def train_method(
     counted = [0]
 
     def epoch_end(epoch: int) -> None:
-        run.test_accuracy.append(evaluate(model, loaders.test)[1])
+        run.val_accuracy.append(evaluate(model, loaders.val)[1])
         if run.flips is not None:
             flips = total_flips(model)
             run.flips.append(flips - counted[0])
             counted[0] = flips
         if run.latent_accuracy is not None:
             with use_path(model, "latent"):
-                run.latent_accuracy.append(evaluate(model, loaders.test)[1])
+                run.latent_accuracy.append(evaluate(model, loaders.val)[1])
 
     use_teacher = teacher if (method in NEED_TEACHER) else None
     history = fit_binary(
@@ -254,5 +262,6 @@ def train_method(
         epoch_end=epoch_end,
     )
     run.epoch_time_s = list(history.epoch_time_s)
+    run.test_accuracy = evaluate(model, loaders.test)[1]
     run.model = model
     return run

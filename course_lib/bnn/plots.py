@@ -148,14 +148,18 @@ def kernel_speedups(metrics: dict) -> Figure:
 
 
 def method_curves(metrics: dict) -> Figure:
-    """Test accuracy after every epoch of every method (mean over its seeds)."""
+    """Validation accuracy after every epoch of every method (mean over its seeds); results
+    saved before 2026-12-07 recorded test accuracy instead, and are drawn so labelled."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
+    split = (
+        "validation" if all("val_accuracy" in e for e in metrics["methods"].values()) else "test"
+    )
     for method, e in metrics["methods"].items():
-        acc = e["test_accuracy"]
+        acc = e["val_accuracy"] if split == "validation" else e["test_accuracy"]
         style = "k--" if method == "fp" else "o-"
         label = f"{METHOD_LABELS.get(method, method)} (seeds {len(e['seeds'])})"
         ax.plot(range(1, len(acc) + 1), [100 * a for a in acc], style, ms=3, label=label)
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="binary ResNet-20, one budget")
+    ax.set(xlabel="epoch", ylabel=f"{split} accuracy (%)", title="binary ResNet-20, one budget")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return finish_closed(fig)

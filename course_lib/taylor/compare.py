@@ -6,18 +6,21 @@ the 626 training images are the same), and every criterion prunes a copy of it t
 budget. Test accuracy is recorded after every round, right after the removal and
 after fine-tuning (reporting only: the loop decides nothing from it). With a ``cache``
 folder every finished round is kept, so an interrupted run
-resumes where it stopped.
+resumes where it stopped. The (seed, criterion) runs are independent: they go through
+:func:`course_lib.cluster.map_tasks`, a loop here, or Ray tasks when
+``$COURSE_RAY_ADDRESS`` is set.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from torch import nn
-from tqdm.auto import tqdm
 
+from ..cluster import map_tasks
 from ..data import Loaders
 from ..train import evaluate
 from .loop import PruneRun, finetune_rounds, prune_iteratively
@@ -59,33 +62,44 @@ def compare_criteria(
     training images and recording test accuracy after every round."""
     folder = Path(cache) if cache is not None else None
     calibration = list(plain_copy(loaders.train, batch_size=128))
-
-    def test_accuracy(model: nn.Module) -> float:
-        return evaluate(model, loaders.test)[1]
-
     result = Comparison(
         dict(unpruned), {c: {} for c in settings.criteria}, {c: {} for c in settings.criteria}
     )
-    jobs = tqdm(
-        total=len(unpruned) * len(settings.criteria), desc="pruning runs", disable=not progress
-    )
-    for seed, transferred in unpruned.items():
-        for criterion in settings.criteria:
-            model = copy.deepcopy(transferred.model)
-            jobs.set_postfix(criterion=criterion, seed=seed)
-            result.runs[criterion][seed] = prune_iteratively(
-                model,
-                criterion,
-                calibration,
-                finetune_rounds(loaders.train, settings.finetune, seed),
-                test_accuracy,
-                settings.budget,
-                settings.filters_per_round,
-                seed=seed,
-                checkpoint=None if folder is None else folder / f"{criterion}_seed{seed}.pt",
-                progress=False,
-            )
-            result.pruned[criterion][seed] = model
-            jobs.update(1)
-    jobs.close()
+    jobs = [(seed, criterion) for seed in unpruned for criterion in settings.criteria]
+    task = partial(prune_job, unpruned, calibration, loaders, settings, folder)
+    done = map_tasks(task, jobs, desc="pruning runs", progress=progress)
+    for (seed, criterion), finished in zip(jobs, done, strict=True):
+        result.runs[criterion][seed], result.pruned[criterion][seed] = finished.value
     return result
+
+
+def accuracy_on_test_split(loaders: Loaders, model: nn.Module) -> float:
+    """Top-1 accuracy (a fraction) of ``model`` on ``loaders.test``."""
+    return evaluate(model, loaders.test)[1]
+
+
+def prune_job(
+    unpruned: dict[int, Transferred],
+    calibration: list,
+    loaders: Loaders,
+    settings: TaylorSettings,
+    folder: Path | None,
+    job: tuple[int, str],
+) -> tuple[PruneRun, nn.Module]:
+    """One task of the map: prune a copy of seed ``job[0]``'s network with criterion
+    ``job[1]``; returns the run and the pruned network."""
+    seed, criterion = job
+    model = copy.deepcopy(unpruned[seed].model)
+    run = prune_iteratively(
+        model,
+        criterion,
+        calibration,
+        finetune_rounds(loaders.train, settings.finetune, seed),
+        partial(accuracy_on_test_split, loaders),
+        settings.budget,
+        settings.filters_per_round,
+        seed=seed,
+        checkpoint=None if folder is None else folder / f"{criterion}_seed{seed}.pt",
+        progress=False,
+    )
+    return run, model
