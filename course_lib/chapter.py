@@ -43,7 +43,8 @@ from .report import markdown_table
 class Run:
     """One run of a chapter. ``chapter`` names its results file (``results/<chapter>.json``)
     and cache folder; ``notebook`` is the path recorded in the provenance's command;
-    ``section_time_s`` holds each section's wall time (seconds)."""
+    ``section_time_s`` holds each section's wall time (seconds); ``commit``: the code a full
+    run started from (read at :func:`start`, before the run rewrites its own checkpoints)."""
 
     chapter: str
     notebook: str
@@ -53,6 +54,7 @@ class Run:
     metrics: dict = field(default_factory=dict)
     section_time_s: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    commit: str | None = None
 
     @property
     def estimate_min(self) -> dict[str, float]:
@@ -95,7 +97,7 @@ class Run:
         self.metrics.update(saved_form)
         command = results.default_command(self.notebook)
         return results.save_results(
-            self.chapter, self.profile, self.metrics, self.wall_time_s(), command
+            self.chapter, self.profile, self.metrics, self.wall_time_s(), command, self.commit
         )
 
 
@@ -110,7 +112,10 @@ def start(
     """A :class:`Run` of ``chapter`` with ``settings_of(profile)``; an unknown profile stops
     here with a message naming the known ones."""
     check_profile(profile)
-    return Run(chapter, notebook, profile, seed, settings_of(profile), dict(metrics or {}))
+    run = Run(chapter, notebook, profile, seed, settings_of(profile), dict(metrics or {}))
+    if profile == "full":
+        run.commit = results.git_commit()
+    return run
 
 
 def section(name: str) -> Callable:

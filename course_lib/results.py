@@ -85,9 +85,16 @@ def default_command(notebook: str) -> str:
 
 
 def save_results(
-    chapter: str, profile: str, metrics: dict, wall_time_s: float, command: str
+    chapter: str,
+    profile: str,
+    metrics: dict,
+    wall_time_s: float,
+    command: str,
+    commit: str | None = None,
 ) -> Path | None:
     """Write ``results/<chapter>.json`` for a full-profile run; do nothing for ``quick``.
+    ``commit``: the code the run started from (default: :func:`git_commit` now, which a run
+    that rewrites tracked files, e.g. its checkpoints, marks ``-dirty``).
 
     Returns the path written, or ``None`` when the profile is not ``full``.
     """
@@ -96,7 +103,7 @@ def save_results(
     record = {
         "profile": profile,
         "command": command,
-        "commit": git_commit(),
+        "commit": commit or git_commit(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "wall_time_s": round(wall_time_s, 1),
         "machine": machine_info(),

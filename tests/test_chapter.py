@@ -76,6 +76,18 @@ def test_finish_keeps_the_dict_and_leaves_it_in_its_saved_form(tmp_path, monkeyp
     assert record["wall_time_s"] >= 0 and record["machine"]["cores"]
 
 
+def test_a_full_run_records_the_commit_it_started_from(tmp_path, monkeypatch):
+    # the run rewrites its own tracked checkpoints before it saves: the record must name
+    # the code it started from, not the "-dirty" tree it leaves
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(results, "git_commit", lambda: "abc123")
+    full = quick_run("full")
+    monkeypatch.setattr(results, "git_commit", lambda: "abc123-dirty")
+    record = json.loads(full.finish().read_text())
+    assert record["commit"] == "abc123"
+    assert quick_run().commit is None  # a quick run asks git nothing
+
+
 def test_time_table_puts_each_section_beside_its_estimate():
     table = chapter.time_table({"section_time_s": {"a": 60.0, "b": 30.0}}, {"a": 2.0}).data
     assert "| a | 1.0 | 2.0 |" in table and "| b | 0.5 |  |" in table
