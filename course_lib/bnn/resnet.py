@@ -12,7 +12,8 @@ changes that make a binary network trainable:
   any two of them. Where the resolution halves, the shortcut is a full-precision 1x1
   stride-2 conv + BN (``shortcut="conv"``, as in the twin) or parameter-free: subsampling
   with zero channels appended (``shortcut="pad"``), or 2x2 average pooling with the
-  channels duplicated (``shortcut="avgpool"``, as Bi-Real and ReActNet downsample: every
+  channels duplicated (``shortcut="avgpool"``: Bi-Real's pooling, which Bi-Real follows with a
+  real 1x1 conv, and ReActNet's channel duplication: every
   input value reaches the next block, none is dropped or replaced by zeros);
 - a per-channel activation after every addition (``act``: PReLU by default; "hardtanh" as
   in IR-Net and ReCU; or "identity").
@@ -101,7 +102,7 @@ class PadShortcut(nn.Module):
 
 class AvgPoolShortcut(nn.Module):
     """Average ``stride`` x ``stride`` pixels, then repeat the channels ``out / in`` times
-    (Bi-Real, ReActNet): no parameters, and no input value is thrown away."""
+    (Bi-Real's pooling, ReActNet's duplication): no parameters, no input value thrown away."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()

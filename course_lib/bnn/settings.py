@@ -80,7 +80,7 @@ NET = BinaryNetConfig(act="hardtanh", shortcut="avgpool", b_star=1.0, threshold=
 #   --shortcut avgpool --stage1-epochs 2  22.04 28.84 41.96 46.62 50.56 52.00
 #   --shortcut avgpool --teacher baseline 31.32 36.88 42.62 45.56 49.92 50.96
 # Every gap at the end is inside two standard errors of a difference (about 2.0 points).
-# Chosen: avgpool (ahead at every epoch; Bi-Real and ReActNet's parameter-free shortcut) and
+# Chosen: avgpool (ahead at every epoch; Bi-Real's pooling with ReActNet's channel copies) and
 # the two stages in the papers' order (level after 4 binary-weight epochs against 6, the
 # literature's schedule); chapter 1's network (90.26 %) as teacher did not help, so the
 # twin stays the teacher (it is also the initialization).
@@ -129,7 +129,7 @@ BNN = {
         # 0.50 s for the compiled binary network with its teacher, i.e. about 2.3 and 3.1
         # min per epoch of 45,000 images with validation. The saved run of 2026-11-27 (Intel
         # Xeon with bfloat16) trained 12 + 40 epochs at 0.7 and 0.9 min per epoch; on this
-        # CPU the same would take about 3 hours, so the epochs are cut to fit 90 minutes.
+        # CPU the same would take about 2.6 hours, so the epochs are cut to fit 90 minutes.
         estimate_min={
             "ReCU analysis": 1.0,  # the kernel's first build included
             "twin": 19.0,  # 8 epochs

@@ -13,7 +13,7 @@ What differs from :func:`course_lib.train.fit` (SGD for real-valued networks), a
 - **Two stages** (optional), in the papers' order (Real-to-Bin, Martinez et al., 2020;
   ReActNet; Liu et al., 2021): the first ``stage1_epochs`` train with binary activations
   and *real* weights, the rest with both binary. (Until 2026-12-07 the option ran the
-  reverse order; the chapter's saved full run did not use it, ``stage1_epochs=0``.)
+  reverse order; the saved run of 2026-11-27 did not use it, that of 2026-12-07 used five.)
 - **The ReCU schedule** (eq. 28): ``tau`` rises from ``tau_start`` to ``tau_end`` over all
   steps.
 - ``compile=True`` runs the step through ``torch.compile``: a binary layer is a chain of
