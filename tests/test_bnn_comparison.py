@@ -4,6 +4,7 @@ figures drawn from its metrics."""
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 
@@ -15,6 +16,7 @@ from course_lib import bnn, results
 from course_lib.bnn import plots, summary
 from course_lib.bnn.comparison import close_methods, compare_methods, training_order
 from course_lib.bnn.settings import methods_settings
+from course_lib.models import resnet20
 
 torch.set_num_threads(1)
 METHODS = ("ste", "dabnn", "uncertainty", "fp")
@@ -42,17 +44,25 @@ def test_equal_gaps_fall_in_the_chapters_method_order_whatever_the_dict_order():
     assert close_methods({"zz": 0.3, "ste": 0.3, "aa": 0.3}) == ["ste", "aa", "zz"]
 
 
-def test_fp_trains_first_and_teacher_methods_need_it():
-    assert training_order(("ste", "bdbnn", "fp")) == ["fp", "ste", "bdbnn"]
-    with pytest.raises(ValueError, match="include 'fp'"):
-        training_order(("ste", "bdbnn"))
+def test_methods_train_in_the_order_given_and_unknown_ones_are_refused():
+    # the teacher is the common start, trained before the comparison: no method goes first
+    assert training_order(("ste", "bdbnn", "fp")) == ["ste", "bdbnn", "fp"]
+    assert training_order(("ste", "bdbnn")) == ["ste", "bdbnn"]
     with pytest.raises(ValueError, match="unknown method"):
         training_order(("ste", "xnor++"))
 
 
+def tiny_start() -> torch.nn.Module:
+    """A full-precision ResNet-20 standing in for chapter 5's trained twin (seeded)."""
+    torch.manual_seed(0)
+    return resnet20().eval()
+
+
 @pytest.fixture(scope="module")
 def compared():
-    return compare_methods(tiny_loaders(), tiny_settings(1e3), methods=METHODS, progress=False)
+    return compare_methods(
+        tiny_loaders(), tiny_settings(1e3), tiny_start(), methods=METHODS, progress=False
+    )
 
 
 @pytest.mark.slow
@@ -63,7 +73,10 @@ def test_close_methods_get_a_second_seed_and_the_others_do_not(compared):
         assert e["seeds"] == ([0, 1] if method in compared["close"] else [0])
         finals = [r["test_accuracy"] for r in e["runs"]]
         assert e["test_accuracy_mean"] == pytest.approx(sum(finals) / len(finals))
-        assert e["epochs"] == 2 and len(e["val_accuracy"]) == 2 and "test_accuracy" not in e
+        assert e["epochs"] == 2 and "test_accuracy" not in e
+        assert e["val_epochs"] == [0.5, 1.0, 1.5, 2.0]  # the quick profile's two points per epoch
+        assert len(e["val_accuracy"]) == len(e["val_epochs"])
+    assert 0.0 <= compared["start_accuracy"] <= 1.0
     assert compared["skipped"] == []
     assert list(compared["methods"]) == list(METHODS)
     json.dumps(compared)  # the results file's layout
@@ -71,7 +84,9 @@ def test_close_methods_get_a_second_seed_and_the_others_do_not(compared):
 
 @pytest.mark.slow
 def test_second_seeds_beyond_the_budget_are_skipped_and_listed():
-    m = compare_methods(tiny_loaders(), tiny_settings(0.0), methods=METHODS, progress=False)
+    m = compare_methods(
+        tiny_loaders(), tiny_settings(0.0), tiny_start(), methods=METHODS, progress=False
+    )
     assert all(e["seeds"] == [0] for e in m["methods"].values())
     assert [s["method"] for s in m["skipped"]] == m["close"]
 
@@ -83,7 +98,7 @@ def test_table_and_figures_come_from_the_metrics(compared):
         assert f"{100 * e['test_accuracy_mean']:.2f}" in table
     assert "92.1" in table  # the report's full-precision row
     assert "Budget" in summary.methods_conclusion(compared).data
-    assert len(plots.method_curves(compared).axes[0].lines) == len(METHODS)
+    assert len(plots.method_curves(compared).axes[0].lines) == len(METHODS) + 1  # and the start
     assert len(plots.weight_flips(compared).axes[0].lines) == 2
 
 
@@ -110,14 +125,16 @@ def test_every_binary_network_runs_packed_and_dabnn_amplitudes_are_timed(compare
 
 def test_an_empty_seed_list_is_refused():
     with pytest.raises(ValueError, match="at least one seed"):
-        compare_methods(tiny_loaders(), tiny_settings(1.0), seeds=(), methods=METHODS)
+        compare_methods(tiny_loaders(), tiny_settings(1.0), tiny_start(), seeds=(), methods=METHODS)
 
 
-def test_the_full_profile_fits_its_budget_and_reruns_close_methods():
+def test_the_full_profile_trains_every_method_on_the_whole_split_within_its_budget():
     full = methods_settings("full")
     assert full.budget_min <= 90 and sum(full.estimate_min.values()) <= full.budget_min
-    assert full.close_extra_seeds >= 1
     assert set(full.estimate_min) == set(bnn.METHODS)
+    # issue 24: the whole training split and all 10,000 test images, curves on validation
+    assert full.data.train_per_class is None and full.data.test_per_class is None
+    assert full.data.val_per_class is not None and full.evaluations_per_epoch > 1
 
 
 def test_table1_orderings_count_only_beyond_two_standard_errors():
@@ -163,8 +180,9 @@ def test_every_method_is_paired_with_plain_ste_on_the_same_test_images(compared)
 
 
 def test_saved_results_without_paired_tests_still_read():
-    saved = results.load_results("bnn_methods")["metrics"]
-    assert all("paired" not in e for e in saved["methods"].values())  # saved before the tests
+    saved = copy.deepcopy(results.load_results("bnn_methods")["metrics"])
+    for e in saved["methods"].values():  # as saved before the paired tests
+        e.pop("paired", None)
     table = summary.methods_table(saved).data
     assert "McNemar" not in table
     assert "Paired" not in summary.methods_conclusion(saved).data

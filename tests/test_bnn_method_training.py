@@ -150,3 +150,52 @@ def test_the_certainty_sign_flips_fewer_weights_than_plain_ste():
     loaders = tiny_loaders()
     same = train_method("uncertainty", loaders, CONFIG, STE_NET, 0, gate_open, progress=False)
     assert same.flips[0] == plain
+
+
+def test_curves_are_measured_evenly_within_each_epoch():
+    points = bnn.methods.evaluation_steps(steps_per_epoch=10, epochs=2, per_epoch=4)
+    assert list(points) == [2, 4, 7, 9, 12, 14, 17, 19]  # the last step of each epoch included
+    assert points[4] == 0.5 and points[19] == 2.0
+    assert list(bnn.methods.evaluation_steps(3, 1, 1)) == [2]
+    with pytest.raises(ValueError, match="evaluations per epoch"):
+        bnn.methods.evaluation_steps(3, 1, 4)
+
+
+def test_a_method_measured_twice_per_epoch_records_where_and_keeps_training():
+    twice = train_method(
+        "ste", tiny_loaders(), CONFIG, STE_NET, 0, progress=False, evaluations_per_epoch=2
+    )
+    assert twice.val_epochs == [0.5, 1.0] and len(twice.val_accuracy) == 2
+    assert len(twice.flips) == 2 and all(f >= 0 for f in twice.flips)
+    once = run("ste")
+    # evaluating between the steps leaves the training itself unchanged (train mode restored)
+    a, b = (
+        twice.model.state_dict(),
+        train_method(
+            "ste", tiny_loaders(), CONFIG, STE_NET, 0, teacher=teacher(), progress=False
+        ).model.state_dict(),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert once.val_epochs == [1.0]
+
+
+@pytest.mark.parametrize("method", ["ste", "latent_bn", "fp"])
+def test_every_method_starts_from_the_twin_it_is_given(method):
+    twin = teacher()
+    model = bnn.methods.build_model(method, STE_NET, bnn.MethodOptions(), start=twin)
+    state, twin_state = model.state_dict(), twin.state_dict()
+    assert torch.equal(state["stem.0.weight"], twin_state["stem.0.weight"])
+    assert torch.equal(state["stages.0.conv1.weight"], twin_state["stages.0.conv1.weight"])
+    if method == "latent_bn":  # both BatchNorm paths take the twin's statistics
+        for path in ("binary", "latent"):
+            assert torch.equal(
+                state[f"stages.0.bn1.running_var_{path}"], twin_state["stages.0.bn1.running_var"]
+            )
+
+
+def test_a_missing_twin_says_which_chapter_makes_it(tmp_path, monkeypatch):
+    from course_lib import paths
+
+    monkeypatch.setattr(paths, "CHECKPOINT_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="run chapter 5 first"):
+        bnn.load_twin("full")

@@ -106,9 +106,7 @@ def test_every_chapter_notebook_runs_through_the_one_runner():
     for owner in (ChapterRun, experiment.setup):
         assert "chapter.start(" in inspect.getsource(owner)
     starts = ("chapter.start(", "experiment.setup(", "ChapterRun(")
-    # Chapter 5b's code cells stay those of its saved full run until its next one (issue 24).
-    pending = {"06_bnn_methods.ipynb"}
-    for notebook in [nb for nb in chapter_notebooks() if nb.name not in pending]:
+    for notebook in chapter_notebooks():
         code = "".join(
             "".join(c["source"])
             for c in json.loads(notebook.read_text())["cells"]

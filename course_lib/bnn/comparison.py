@@ -1,17 +1,22 @@
-"""The report's methods compared under one budget (issue 16): every method of
-:data:`~.methods.METHODS` trained by :func:`~.methods.train_method` on the same data, with
-the same epochs and recipe, for every seed of the settings; then a further seed for the
-methods that end within a point of another one, while the stated budget allows. Every
-trained binary network (first seed) then runs in the packed engine on the test images
-(``packed``: its predictions against the PyTorch model's), and DA-BNN's amplitudes are
-timed against the plain network (``amplitude_cost``, :func:`~.benchmark.amplitude_benchmark`).
+"""The report's methods compared as an ablation (issues 16 and 24): every method of
+:data:`~.methods.METHODS` trained by :func:`~.methods.train_method` from the same start
+(chapter 5's trained full-precision twin, also the teacher of the distilled methods) on the
+same data, with the same epochs and recipe, for every seed of the settings; then, where the
+settings ask for them, further seeds for the methods that end within a point of another
+one, while the stated budget allows. Every method's first-seed network is tested against
+plain STE's on the same test images (McNemar's paired test); every trained binary network
+(first seed) runs in the packed engine on the test images (``packed``: its predictions
+against the PyTorch model's), and DA-BNN's amplitudes are timed against the plain network
+(``amplitude_cost``, :func:`~.benchmark.amplitude_benchmark`).
 
 The result is the chapter's metrics dict (the layout of ``results/bnn_methods.json``):
 ``methods`` (one entry per method: ``test_accuracy_mean`` as a fraction, ``seeds``,
-``epochs``, ``minutes`` (mean training minutes per seed), the mean per-epoch curves
-``val_accuracy``, ``flips`` and ``latent_accuracy`` (on the validation split), and ``runs``,
-one entry per seed with its final ``test_accuracy``; results saved before 2026-12-07 have
-per-epoch *test* curves under ``test_accuracy`` instead),
+``epochs``, ``minutes`` (mean training minutes per seed), the mean curves ``val_accuracy``,
+``flips`` and ``latent_accuracy`` (on the validation split) measured at ``val_epochs``
+(epochs trained; older results measured once per epoch and have no ``val_epochs``), and
+``runs``, one entry per seed with its final ``test_accuracy``; results saved before
+2026-12-07 have per-epoch *test* curves under ``test_accuracy`` instead),
+``start_accuracy`` (the common start's test accuracy, a fraction),
 ``budget_minutes`` (the stated budget), ``minutes`` (this run's total), ``close`` (the
 methods within ``close_within`` of another after the first seeds), ``skipped`` (second
 seeds the budget did not allow), ``packed`` (per binary method: images, same-prediction
@@ -31,12 +36,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..chapter import Run, section
 from ..cluster import map_tasks
 from ..data import Loaders
 from ..uncertainty import mcnemar
 from .benchmark import amplitude_benchmark
 from .engine import PackedResNet
-from .experiment import compare_logits
+from .experiment import logit_agreement, test_logits
 from .methods import METHODS, NEED_TEACHER, MethodRun, check_method, train_method
 from .settings import MethodsSettings
 
@@ -46,12 +52,9 @@ CLOSE_WITHIN = 0.01
 
 
 def training_order(methods: tuple[str, ...]) -> list[str]:
-    """``methods`` with ``"fp"`` first: it is the teacher of :data:`NEED_TEACHER`."""
-    for method in methods:
-        check_method(method)
-    if any(m in NEED_TEACHER for m in methods) and "fp" not in methods:
-        raise ValueError(f"{', '.join(NEED_TEACHER)} learn from 'fp': include 'fp' in methods")
-    return sorted(methods, key=lambda m: m != "fp")
+    """``methods`` in the order given, each checked to be one of :data:`~.methods.METHODS`.
+    (The distilled methods' teacher is the common start, trained before the comparison.)"""
+    return [check_method(m) for m in methods]
 
 
 def method_rank(method: str) -> tuple[int, str]:
@@ -79,6 +82,7 @@ def run_entry(run: MethodRun) -> dict:
     training minutes."""
     return {
         "seed": run.seed,
+        "val_epochs": run.val_epochs,
         "val_accuracy": run.val_accuracy,
         "test_accuracy": run.test_accuracy,
         "flips": run.flips,
@@ -115,6 +119,7 @@ def method_entry(runs: list[dict], epochs: int, estimate_min: float | None) -> d
         "epochs": epochs,
         "minutes": float(np.mean([r["minutes"] for r in runs])),
         "estimate_min": estimate_min,
+        "val_epochs": runs[0]["val_epochs"],
         "val_accuracy": mean_curve(runs, "val_accuracy"),
         "flips": mean_curve(runs, "flips"),
         "latent_accuracy": mean_curve(runs, "latent_accuracy"),
@@ -125,42 +130,43 @@ def method_entry(runs: list[dict], epochs: int, estimate_min: float | None) -> d
 def compare_methods(
     loaders: Loaders,
     settings: MethodsSettings,
+    start: nn.Module,
     seeds: tuple[int, ...] | None = None,
     methods: tuple[str, ...] = METHODS,
     progress: bool = True,
 ) -> dict:
-    """Train every method of ``methods`` for every seed of ``seeds`` (default
-    ``settings.seeds``), then ``settings.close_extra_seeds`` further seeds (the next
+    """Train every method of ``methods`` from the trained full-precision ``start`` for every
+    seed of ``seeds`` (default ``settings.seeds``); ``start`` is also the teacher of
+    :data:`NEED_TEACHER` and is never changed. The trainings are independent and go through
+    :func:`~course_lib.cluster.map_tasks` (a local loop, or Ray tasks with
+    ``$COURSE_RAY_ADDRESS``). Then ``settings.close_extra_seeds`` further seeds (the next
     integers after the largest of ``seeds``) for each method within :data:`CLOSE_WITHIN`
-    of another, closest first, as long as the run's minutes plus the
-    method's estimate stay within ``settings.budget_min``. The teacher of
-    :data:`NEED_TEACHER` is the ``fp`` network of the first seed, for every seed: it is
-    trained first, here; the other trainings of the first seeds are independent and go
-    through :func:`~course_lib.cluster.map_tasks` (a local loop, or Ray tasks with
-    ``$COURSE_RAY_ADDRESS``). The second seeds stay a loop here: each is admitted by the
-    minutes spent so far."""
+    of another, closest first, as long as the run's minutes plus the method's estimate stay
+    within ``settings.budget_min``; these stay a loop here, each admitted by the minutes
+    spent so far."""
     seeds = tuple(settings.seeds if seeds is None else seeds)
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
     started = time.perf_counter()
     order = training_order(methods)
+    start = start.eval()
     runs: dict[str, list[dict]] = {m: [] for m in order}
     packed: dict[str, dict] = {}
     first_models, correct = {}, {}
     jobs = [(m, s) for s in seeds for m in order]
-    trained, teacher = [], None
-    if order[0] == "fp":  # the teacher, before the trainings that learn from it
-        trained.append(train_one("fp", loaders, settings, seeds[0], None))
-        teacher = trained[0].model
-    task = partial(train_job, loaders, settings, teacher)
-    done = map_tasks(task, jobs[len(trained) :], desc="methods", progress=progress)
-    trained += [d.value for d in done]
-    for (method, _), run in zip(jobs, trained, strict=True):
+    task = partial(train_job, loaders, settings, start)
+    done = map_tasks(task, jobs, desc="methods", progress=progress)
+    for (method, _), run in zip(jobs, [d.value for d in done], strict=True):
         if method not in correct:
-            correct[method] = correct_on_test(run.model, loaders)
-        if method != "fp" and method not in packed:
-            packed[method] = compare_logits(run.model, PackedResNet.from_model(run.model), loaders)
-            first_models[method] = run.model
+            if method == "fp":
+                correct[method] = correct_on_test(run.model, loaders)
+            else:
+                logits, packed_logits, labels = test_logits(
+                    run.model, PackedResNet.from_model(run.model), loaders
+                )
+                packed[method] = logit_agreement(logits, packed_logits, labels)
+                correct[method] = logits.argmax(1) == labels
+                first_models[method] = run.model
         runs[method].append(run_entry(run))
     paired = paired_against(correct)
     amplitude_cost = None
@@ -178,7 +184,7 @@ def compare_methods(
         if spent + settings.estimate_min.get(method, 0.0) > settings.budget_min:
             skipped.append({"method": method, "seed": seed})
             continue
-        runs[method].append(run_entry(train_one(method, loaders, settings, seed, teacher)))
+        runs[method].append(run_entry(train_one(method, loaders, settings, seed, start)))
     epochs = settings.train.epochs
     entries = {m: method_entry(runs[m], epochs, settings.estimate_min.get(m)) for m in methods}
     for m, entry in entries.items():
@@ -187,26 +193,39 @@ def compare_methods(
             entry["paired"] = paired[m]
     return {
         "methods": entries,
+        "start_accuracy": float(correct_on_test(start, loaders).float().mean()),
         "budget_minutes": settings.budget_min,
         "minutes": (time.perf_counter() - started) / 60,
         "close": close,
         "close_within": CLOSE_WITHIN,
         "skipped": skipped,
         "train_images": len(loaders.train.labels),
+        "val_images": len(loaders.val.labels),
         "test_images": len(loaders.test.labels),
         "packed": packed,
         "amplitude_cost": amplitude_cost,
     }
 
 
-def train_job(loaders: Loaders, settings: MethodsSettings, teacher, job: tuple[str, int]):
+@section("methods")
+def compare(run: Run, loaders: Loaders, start: nn.Module, progress: bool = True) -> dict:
+    """:func:`compare_methods` with the chapter run's settings and seed, timed as the run's
+    section ``"methods"``. Returns ``run.metrics``, updated with the comparison's metrics."""
+    run.metrics.update(
+        compare_methods(loaders, run.settings, start, seeds=(run.seed,), progress=progress)
+    )
+    return run.metrics
+
+
+def train_job(loaders: Loaders, settings: MethodsSettings, start, job: tuple[str, int]):
     """:func:`train_one` for ``job`` = (method, seed): one task of the map."""
     method, seed = job
-    return train_one(method, loaders, settings, seed, teacher)
+    return train_one(method, loaders, settings, seed, start)
 
 
-def train_one(method, loaders, settings: MethodsSettings, seed: int, teacher) -> MethodRun:
-    """One method, one seed, with the settings' recipe (no inner progress bar)."""
+def train_one(method, loaders, settings: MethodsSettings, seed: int, start) -> MethodRun:
+    """One method, one seed, from ``start`` (also the teacher of :data:`NEED_TEACHER`), with
+    the settings' recipe (no inner progress bar)."""
     return train_method(
         method,
         loaders,
@@ -214,6 +233,8 @@ def train_one(method, loaders, settings: MethodsSettings, seed: int, teacher) ->
         settings.net,
         seed,
         options=settings.options,
-        teacher=teacher if method in NEED_TEACHER else None,
+        teacher=start if method in NEED_TEACHER else None,
         progress=False,
+        start=start,
+        evaluations_per_epoch=settings.evaluations_per_epoch,
     )

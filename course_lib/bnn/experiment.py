@@ -17,6 +17,7 @@ from .. import measure
 from ..chapter import Run, section
 from ..data import Loaders
 from ..models import resnet20
+from ..paths import checkpoint as checkpoint_path
 from ..paths import output_dir
 from ..train import History, evaluate, fit, seed_everything
 from .engine import PackedResNet, save_packed
@@ -74,6 +75,22 @@ def train_binary(
     return model, history
 
 
+def load_twin(profile: str = "full") -> nn.Module:
+    """Chapter 5's trained full-precision twin as a run of ``profile`` reads it (the
+    committed ``checkpoints/resnet20_fp.pt``; see :func:`course_lib.paths.checkpoint`), in
+    eval mode: chapter 5b's common start and teacher."""
+    path = checkpoint_path(TWIN_FILE, profile)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no full-precision twin at {path}: chapter 5b starts every method from chapter "
+            f"5's trained twin; run chapter 5 first (course run notebooks/05_bnn.ipynb "
+            f"--profile {profile}), or restore checkpoints/{TWIN_FILE} with git."
+        )
+    twin = resnet20()
+    twin.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return twin.eval()
+
+
 def accuracy_on_test(model: nn.Module, loaders: Loaders) -> float:
     """Top-1 accuracy (a fraction) on the loaders' test split."""
     return evaluate(model, loaders.test)[1]
@@ -114,9 +131,11 @@ def check_layers_exact(model: BinaryResNet, x: torch.Tensor, backend: str) -> di
 
 
 @torch.no_grad()
-def compare_logits(model: BinaryResNet, engine: PackedResNet, loaders: Loaders) -> dict:
-    """The packed network's logits against the PyTorch model's (eval mode) on the test
-    images, both given the same NCHW tensors."""
+def test_logits(
+    model: BinaryResNet, engine: PackedResNet, loaders: Loaders
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The PyTorch model's logits (eval mode), the packed network's and the labels, over the
+    test images in the loader's order, both networks given the same NCHW tensors."""
     model.eval()
     logits, packed, labels = [], [], []
     for x, y in loaders.test:
@@ -124,7 +143,11 @@ def compare_logits(model: BinaryResNet, engine: PackedResNet, loaders: Loaders) 
         logits.append(model(x))
         packed.append(engine(x))
         labels.append(y)
-    logits, packed, labels = torch.cat(logits), torch.cat(packed), torch.cat(labels)
+    return torch.cat(logits), torch.cat(packed), torch.cat(labels)
+
+
+def logit_agreement(logits: torch.Tensor, packed: torch.Tensor, labels: torch.Tensor) -> dict:
+    """How far the packed network's logits are from the PyTorch model's, and its accuracy."""
     return {
         "images": len(labels),
         "identical_logits": bool(torch.equal(packed, logits)),
@@ -132,6 +155,12 @@ def compare_logits(model: BinaryResNet, engine: PackedResNet, loaders: Loaders) 
         "same_prediction": float((packed.argmax(1) == logits.argmax(1)).float().mean()),
         "packed_accuracy": float((packed.argmax(1) == labels).float().mean()),
     }
+
+
+def compare_logits(model: BinaryResNet, engine: PackedResNet, loaders: Loaders) -> dict:
+    """The packed network's logits against the PyTorch model's on the test images
+    (:func:`logit_agreement` of :func:`test_logits`)."""
+    return logit_agreement(*test_logits(model, engine, loaders))
 
 
 def sizes(engine: PackedResNet, twin: nn.Module, binary: BinaryResNet, path: Path) -> dict:

@@ -24,8 +24,11 @@ the objective:
   logits;
 - ``"fp"``: the full-precision ResNet-20 with the same optimizer and schedule.
 
-Every binary method starts from scratch (no initialization from the teacher), so that the
-methods differ only in what is listed above.
+Every method starts from the same trained network, chapter 5's full-precision twin (its
+``start``): a binary method copies its weights into its latent weights
+(:func:`~.resnet.init_from`, the start of Bi-Real, Real-to-Bin and ReActNet and of chapter
+5's own recipe), ``"fp"`` goes on training a copy of it. The twin is also the teacher of
+:data:`NEED_TEACHER`. So the methods differ only in what is listed above.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from .bdbnn import bdbnn_loss, paired_weights
 from .label_aware import label_aware_loss
 from .latent_bn import use_path
 from .layers import binary_layers
-from .resnet import BinaryNetConfig, BinaryResNet, binary_resnet20
+from .resnet import BinaryNetConfig, BinaryResNet, binary_resnet20, init_from
 from .training import BinaryTrainConfig, Objective, distillation_loss, fit_binary
 
 METHODS = (
@@ -85,15 +88,18 @@ class MethodOptions:
 
 @dataclass
 class MethodRun:
-    """One trained method: validation accuracy (fraction) after every epoch, test accuracy
-    after the last, binary weights flipped in every epoch (summed over the training steps;
-    ``None`` where not tracked), the latent path's validation accuracy after every epoch
-    (``dual_bn`` methods), seconds per epoch, the model. Curves are on the validation split,
-    so that nothing is read off the test images before the end."""
+    """One trained method. Its curves are measured at ``val_epochs`` (the epochs trained so
+    far, fractions within an epoch where the settings evaluate more than once per epoch):
+    validation accuracy (a fraction), the binary weights flipped since the previous point
+    (summed over the steps; ``None`` where not tracked) and the latent path's validation
+    accuracy (``dual_bn`` methods). Then the test accuracy after the last step, seconds per
+    epoch and the model. Curves are on the validation split, so that nothing is read off the
+    test images before the end."""
 
     method: str
     seed: int
     epochs: int
+    val_epochs: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     test_accuracy: float | None = None
     flips: list[int] | None = None
@@ -197,10 +203,37 @@ def total_flips(model: nn.Module) -> int:
     return sum(int(m.tracker.total_flips) for m in binary_layers(model) if m.tracker is not None)
 
 
-def build_model(method: str, net: BinaryNetConfig, options: MethodOptions) -> nn.Module:
+def build_model(
+    method: str, net: BinaryNetConfig, options: MethodOptions, start: nn.Module | None = None
+) -> nn.Module:
+    """The network ``method`` trains, initialized from the trained full-precision
+    ``start`` when one is given (a fresh initialization otherwise)."""
     if method == "fp":
-        return resnet20()
-    return binary_resnet20(method_net(method, net, options))
+        model = resnet20()
+        if start is not None:
+            model.load_state_dict(start.state_dict())
+        return model
+    model = binary_resnet20(method_net(method, net, options))
+    if start is not None:
+        init_from(model, start)
+    return model
+
+
+def evaluation_steps(steps_per_epoch: int, epochs: int, per_epoch: int) -> dict[int, float]:
+    """The training steps (counted from 0) after which the curves are measured, ``per_epoch``
+    times per epoch at even spacing, the last step of every epoch included, each mapped to
+    the epochs trained by then."""
+    if per_epoch < 1 or per_epoch > steps_per_epoch:
+        raise ValueError(
+            f"evaluations per epoch must be in [1, {steps_per_epoch}] (the steps per epoch), "
+            f"got {per_epoch}"
+        )
+    points = {}
+    for epoch in range(epochs):
+        for j in range(1, per_epoch + 1):
+            step = epoch * steps_per_epoch - (-j * steps_per_epoch // per_epoch) - 1
+            points[step] = (step + 1) / steps_per_epoch
+    return points
 
 
 def train_method(
@@ -212,10 +245,13 @@ def train_method(
     options: MethodOptions = MethodOptions(),
     teacher: nn.Module | None = None,
     progress: bool = True,
+    start: nn.Module | None = None,
+    evaluations_per_epoch: int = 1,
 ) -> MethodRun:
     """Train ``method`` (one of :data:`METHODS`) for ``config.epochs`` epochs with ``seed``
-    on ``loaders.train``; validation accuracy on ``loaders.val`` after every epoch, test
-    accuracy on ``loaders.test`` after the last. ``net`` is
+    on ``loaders.train``, from the trained full-precision ``start`` (``None``: from a fresh
+    initialization); validation accuracy on ``loaders.val`` ``evaluations_per_epoch`` times
+    per epoch, test accuracy on ``loaders.test`` after the last step. ``net`` is
     the plain-STE binary network the method's option is added to; ``teacher``: the trained
     full-precision ResNet-20 (needed by :data:`NEED_TEACHER`; never changed)."""
     check_method(method)
@@ -225,7 +261,7 @@ def train_method(
             f"pass its model as teacher="
         )
     seed_everything(seed)
-    model = build_model(method, net, options)
+    model = build_model(method, net, options, start)
     config = method_config(method, config, options)
     objective = None
     if method == "latent_bn":
@@ -239,8 +275,12 @@ def train_method(
     run = MethodRun(method, seed, config.epochs, flips=[] if tracked else None)
     run.latent_accuracy = [] if dual else None
     counted = [0]
+    points = evaluation_steps(len(loaders.train), config.epochs, evaluations_per_epoch)
 
-    def epoch_end(epoch: int) -> None:
+    def step_end(step: int) -> None:
+        if step not in points:
+            return
+        run.val_epochs.append(points[step])
         run.val_accuracy.append(evaluate(model, loaders.val)[1])
         if run.flips is not None:
             flips = total_flips(model)
@@ -259,7 +299,7 @@ def train_method(
         seed=seed,
         progress=progress,
         objective=objective,
-        epoch_end=epoch_end,
+        step_end=step_end,
     )
     run.epoch_time_s = list(history.epoch_time_s)
     run.test_accuracy = evaluate(model, loaders.test)[1]

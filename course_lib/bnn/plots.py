@@ -2,8 +2,7 @@
 saved in ``results/bnn.json``), so this run's numbers and the saved full run's are drawn by
 the same function. Accuracies are stored as fractions and drawn in percent. Every function
 returns an open ``Figure`` (the course's convention, :mod:`course_lib.chapter`): the notebook
-assigns it, ``fig = plots.training(m)``, and Jupyter shows it when the cell ends; chapter 5b's
-two (``method_curves``, ``weight_flips``) still return closed ones, for ``display``."""
+assigns it, ``fig = plots.training(m)``, and Jupyter shows it when the cell ends."""
 
 from __future__ import annotations
 
@@ -21,14 +20,6 @@ from .summary import TARGETS
 def finish(fig: Figure) -> Figure:
     """Lay out ``fig`` and return it, open."""
     fig.tight_layout()
-    return fig
-
-
-def finish_closed(fig: Figure) -> Figure:
-    """Lay out and close ``fig``, for chapter 5b's notebook, which still ``display``s its
-    figures: it moves to the open-figure convention with its next full run (its code cells
-    are those of its saved run until then)."""
-    plt.close(finish(fig))
     return fig
 
 
@@ -147,9 +138,16 @@ def kernel_speedups(metrics: dict) -> Figure:
 # -- the methods' comparison (notebook 06, metrics of results/bnn_methods.json) ----------------
 
 
+def curve_epochs(entry: dict, values: list) -> list[float]:
+    """Where a method's curve was measured, in epochs trained: ``val_epochs`` where the run
+    recorded it, else once per epoch (results saved before 2026-12-07)."""
+    return entry.get("val_epochs") or list(range(1, len(values) + 1))
+
+
 def method_curves(metrics: dict) -> Figure:
-    """Validation accuracy after every epoch of every method (mean over its seeds); results
-    saved before 2026-12-07 recorded test accuracy instead, and are drawn so labelled."""
+    """Validation accuracy of every method (mean over its seeds) against the epochs trained,
+    with the common start's test accuracy where the run recorded it; results saved before
+    2026-12-07 recorded test accuracy once per epoch instead, and are drawn so labelled."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     split = (
         "validation" if all("val_accuracy" in e for e in metrics["methods"].values()) else "test"
@@ -158,23 +156,29 @@ def method_curves(metrics: dict) -> Figure:
         acc = e["val_accuracy"] if split == "validation" else e["test_accuracy"]
         style = "k--" if method == "fp" else "o-"
         label = f"{METHOD_LABELS.get(method, method)} (seeds {len(e['seeds'])})"
-        ax.plot(range(1, len(acc) + 1), [100 * a for a in acc], style, ms=3, label=label)
-    ax.set(xlabel="epoch", ylabel=f"{split} accuracy (%)", title="binary ResNet-20, one budget")
+        ax.plot(curve_epochs(e, acc), [100 * a for a in acc], style, ms=3, label=label)
+    if "start_accuracy" in metrics:
+        ax.axhline(
+            100 * metrics["start_accuracy"], color="grey", lw=1, ls=":", label="start (twin, test)"
+        )
+    ax.set(xlabel="epochs trained", ylabel=f"{split} accuracy (%)", title="binary ResNet-20")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return finish_closed(fig)
+    return finish(fig)
 
 
 def weight_flips(metrics: dict, methods: tuple[str, ...] = ("ste", "uncertainty")) -> Figure:
-    """Binary weights that changed sign in every epoch (summed over its steps, mean over
-    seeds): plain STE against the certainty-aware sign (eq. 36-38)."""
+    """Binary weights that changed sign between two points of the curves (summed over the
+    steps between them, mean over seeds): plain STE against the certainty-aware sign
+    (eq. 36-38)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for method in methods:
-        flips = metrics["methods"][method]["flips"]
-        ax.plot(range(1, len(flips) + 1), flips, "o-", ms=3, label=METHOD_LABELS[method])
-    ax.set(xlabel="epoch", ylabel="weights flipped in the epoch")
+        e = metrics["methods"][method]
+        flips = e["flips"]
+        ax.plot(curve_epochs(e, flips), flips, "o-", ms=3, label=METHOD_LABELS[method])
+    ax.set(xlabel="epochs trained", ylabel="weights flipped since the previous point")
     if all(f > 0 for m in methods for f in metrics["methods"][m]["flips"]):
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    return finish_closed(fig)
+    return finish(fig)

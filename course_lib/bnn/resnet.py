@@ -267,10 +267,15 @@ def binary_resnet20(
 @torch.no_grad()
 def init_from(binary: BinaryResNet, twin: nn.Module) -> list[str]:
     """Copy every parameter and buffer of the trained full-precision ``twin`` whose name and
-    shape match into ``binary`` (convs become its latent weights). Returns the names copied."""
+    shape match into ``binary`` (convs become its latent weights; a two-path BatchNorm's
+    ``running_mean_binary`` and ``running_mean_latent`` both take the twin's
+    ``running_mean``, and likewise ``running_var``). Returns the names copied into."""
     source = twin.state_dict()
     target = binary.state_dict()
-    copied = [k for k, v in source.items() if k in target and target[k].shape == v.shape]
-    for name in copied:
-        target[name].copy_(source[name])
+    copied = []
+    for name, value in target.items():
+        origin = name.removesuffix("_binary").removesuffix("_latent")
+        if origin in source and source[origin].shape == value.shape:
+            value.copy_(source[origin])
+            copied.append(name)
     return copied

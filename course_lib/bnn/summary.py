@@ -333,8 +333,14 @@ def methods_conclusion(m: dict) -> Markdown:
     label = lambda k: METHOD_LABELS.get(k, k)  # noqa: E731
     same, reversed_, noise = report_order_pairs(m)
     epochs = {v["epochs"] for v in e.values()}
+    start = (
+        f"from chapter 5's full-precision twin ({pct(m['start_accuracy'], 1)} % on the test "
+        f"images), "
+        if "start_accuracy" in m
+        else ""
+    )
     lines = [
-        f"- **Ranking.** After {', '.join(str(x) for x in sorted(epochs))} epochs on "
+        f"- **Ranking.** After {', '.join(str(x) for x in sorted(epochs))} epoch(s) {start}on "
         f"{m['train_images']:,} training images (tested on {m['test_images']:,}): "
         + " > ".join(f"{label(k)} ({pct(e[k]['test_accuracy_mean'], 1)} %)" for k in order)
         + ".",

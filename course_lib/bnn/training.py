@@ -208,13 +208,16 @@ def fit_binary(
     progress: bool = True,
     objective: Objective | None = None,
     epoch_end: Callable[[int], None] | None = None,
+    step_end: Callable[[int], None] | None = None,
 ) -> History:
     """Train the binary ``model`` in place with the recipe of ``config``; returns its
     :class:`~course_lib.train.History`. With ``checkpoint=path`` the state is written after
     every epoch and a rerun with the same config resumes there. ``teacher`` (needed when
     ``config.distill > 0``) is used in eval mode and never changed; its logits go to
     ``objective`` (see :data:`Objective`; default: :func:`distillation_loss`) when one is
-    given. ``epoch_end(epoch)`` runs after every epoch (before the checkpoint is written)."""
+    given. ``epoch_end(epoch)`` runs after every epoch (before the checkpoint is written);
+    ``step_end(step)`` after every optimizer step (``step`` counts from 0 over all epochs),
+    and the model is back in training mode after it, so it may evaluate."""
     if config.distill > 0 and teacher is None:
         raise ValueError("config.distill > 0 needs a teacher (the trained full-precision twin)")
     device = next(model.parameters()).device
@@ -256,6 +259,9 @@ def fit_binary(
             total_loss += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
+            if step_end is not None:
+                step_end(step)
+                model.train()
         record_epoch(history, total_loss / seen, correct / seen, model, val_loader, start, epochs)
         if epoch_end is not None:
             epoch_end(epoch)
