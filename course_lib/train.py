@@ -127,6 +127,12 @@ def evaluate(
     return loss, (logits.argmax(1) == labels).float().mean().item()
 
 
+def accuracy_on_test(model: nn.Module, loaders) -> float:
+    """Top-1 accuracy (a fraction) of ``model`` on ``loaders.test`` (``loaders``: a
+    :class:`~course_lib.data.Loaders`), the one helper every chapter scores its test split with."""
+    return evaluate(model, loaders.test)[1]
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]

@@ -6,6 +6,7 @@ for a few epochs on a training subset, with one option changed.
     python scripts/bnn_probe.py --shortcut avgpool             # Bi-Real's downsampling
     python scripts/bnn_probe.py --stage1-epochs 2              # activations binary first
     python scripts/bnn_probe.py --teacher baseline             # chapter 1's network teaches
+    python scripts/bnn_probe.py --stage1-epochs 2 --no-stage1-clamp --restart-schedule
 
 Needs the twin the chapter's full run saved (``checkpoints/resnet20_fp.pt``) and CIFAR-10
 (``COURSE_DATA_DIR``). Prints one line: the options and the validation accuracy per epoch,
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shortcut", default=NET.shortcut, choices=("pad", "avgpool", "conv"))
     parser.add_argument("--stage1-epochs", type=int, default=0)
     parser.add_argument("--teacher", default="twin", choices=("twin", "baseline"))
+    parser.add_argument("--restart-schedule", action="store_true", help="a schedule per stage")
+    parser.add_argument("--no-stage1-clamp", action="store_true", help="real weights unclamped")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--train-per-class", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -46,7 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     loaders = make_loaders(load_cifar10(), data, seed=args.seed)
     teacher = load_baseline_cnn() if args.teacher == "baseline" else twin
     full = bnn_settings("full").binary
-    config = replace(full, epochs=args.epochs, stage1_epochs=args.stage1_epochs)
+    config = replace(
+        full,
+        epochs=args.epochs,
+        stage1_epochs=args.stage1_epochs,
+        restart_schedule=args.restart_schedule,
+        stage1_clamp=not args.no_stage1_clamp,
+    )
     seed_everything(args.seed)
     model = bnn.binary_resnet20(replace(NET, shortcut=args.shortcut))
     init_from(model, twin)
@@ -54,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     val = [f"{100 * a:.2f}" for a in history.val_accuracy]
     print(
         f"shortcut={args.shortcut} stage1_epochs={args.stage1_epochs} teacher={args.teacher} "
+        f"restart_schedule={args.restart_schedule} stage1_clamp={not args.no_stage1_clamp} "
         f"epochs={args.epochs} "
         f"train={10 * args.train_per_class} seed={args.seed}: validation accuracy % per "
         f"epoch {' '.join(val)}"

@@ -208,6 +208,20 @@ def test_lr_schedule_warms_up_and_decays_to_zero():
     assert lr_factor(100, 100, 10) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_each_stage_can_have_its_own_schedule_and_stage_1_an_unclamped_weight():
+    from course_lib.bnn.training import scheduled_tau, stage_span
+
+    assert stage_span(30, 100, 20, restart=False) == (30, 100)
+    assert stage_span(10, 100, 20, restart=True) == (10, 20)
+    assert stage_span(30, 100, 20, restart=True) == (10, 80)  # the second stage starts again
+    shared = BinaryTrainConfig(epochs=5, stage1_epochs=1)
+    assert scheduled_tau(10, 100, 20, shared) == recu.tau_schedule(10, 100, 0.85, 0.99)
+    own = BinaryTrainConfig(epochs=5, stage1_epochs=1, restart_schedule=True, stage1_clamp=False)
+    assert scheduled_tau(10, 100, 20, own) == 1.0  # real weights, no clamp
+    assert scheduled_tau(20, 100, 20, own) == pytest.approx(0.85)  # the clamp's schedule starts
+    assert scheduled_tau(100, 100, 20, own) == pytest.approx(0.99)
+
+
 def _tiny_loader(n=32, seed=0):
     from course_lib.data import TensorLoader
 

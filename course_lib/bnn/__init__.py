@@ -24,6 +24,7 @@ One concept per module:
 - :mod:`.experiment`: the chapter's steps; :mod:`.settings`, :mod:`.plots`, :mod:`.summary`.
 """
 
+from ..train import accuracy_on_test
 from . import plots, summary
 from .bdbnn import (
     bdbnn_loss,
@@ -41,7 +42,6 @@ from .comparison import compare_methods
 from .dabnn import DataAdaptiveAmplitude
 from .engine import PackedFileError, PackedResNet, load_packed, save_packed
 from .experiment import (
-    accuracy_on_test,
     check_layers_exact,
     compare_logits,
     load_twin,

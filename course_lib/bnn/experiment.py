@@ -19,7 +19,7 @@ from ..data import Loaders
 from ..models import resnet20
 from ..paths import checkpoint as checkpoint_path
 from ..paths import output_dir
-from ..train import History, evaluate, fit, seed_everything
+from ..train import History, fit, seed_everything
 from .engine import PackedResNet, save_packed
 from .kernel import PackedConv, reference_dot
 from .layers import binary_layers
@@ -89,11 +89,6 @@ def load_twin(profile: str = "full") -> nn.Module:
     twin = resnet20()
     twin.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return twin.eval()
-
-
-def accuracy_on_test(model: nn.Module, loaders: Loaders) -> float:
-    """Top-1 accuracy (a fraction) on the loaders' test split."""
-    return evaluate(model, loaders.test)[1]
 
 
 def quantization_errors(model: BinaryResNet) -> dict[str, dict[str, float]]:

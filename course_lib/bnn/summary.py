@@ -178,8 +178,8 @@ def conclusion(m: dict) -> Markdown:
         f"epochs not stated; ReCU's paper trains for {REPORT_EPOCHS}).",
         f"- **One layer.** At 256 channels the packed binary conv runs {ratio_text({'median': m['kernel_speedup_256'], 'interval': m['kernel_speedup_256_interval']}, 1)} "
         f"faster than PyTorch's float32 conv of the same shape.",
-        f"- **The whole network.** At batch 1 the packed network runs at {m['network_speedup_b1']:.1f}x the speed "
-        f"of the float32 twin in PyTorch and {n['speedup_vs_onnxruntime']['median']:.1f}x its speed in ONNX Runtime; the full-precision "
+        f"- **The whole network.** At batch 1 the packed network runs at {ratio_text(n['speedup']['binary, packed'], 1)} the speed "
+        f"of the float32 twin in PyTorch and {ratio_text(n['speedup_vs_onnxruntime'], 2)} its speed in ONNX Runtime; the full-precision "
         f"stem and head take {pct(n['full_precision_share'], 0)} % of the packed network's time.",
         f"- **Storage.** The packed file is {m['sizes']['packed_bytes']:,} bytes, "
         f"{m['packed_size_ratio']:.1f}x smaller than the float32 twin.",

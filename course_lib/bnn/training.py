@@ -14,6 +14,11 @@ What differs from :func:`course_lib.train.fit` (SGD for real-valued networks), a
   ReActNet; Liu et al., 2021): the first ``stage1_epochs`` train with binary activations
   and *real* weights, the rest with both binary. (Until 2026-12-07 the option ran the
   reverse order; the saved run of 2026-11-27 did not use it, that of 2026-12-07 used five.)
+  By default the two stages share one learning-rate and ``tau`` schedule over all steps;
+  ``restart_schedule=True`` gives each stage its own warm-up and cosine decay, as those
+  papers train each stage to the end of its own schedule, and ``stage1_clamp=False`` leaves
+  the real weights of stage 1 unclamped (``tau = 1``; ReCU's clamp is there for the signs
+  of binary weights).
 - **The ReCU schedule** (eq. 28): ``tau`` rises from ``tau_start`` to ``tau_end`` over all
   steps.
 - ``compile=True`` runs the step through ``torch.compile``: a binary layer is a chain of
@@ -59,6 +64,8 @@ class BinaryTrainConfig:
     distill: float = 0.0
     temperature: float = 1.0
     stage1_epochs: int = 0
+    restart_schedule: bool = False
+    stage1_clamp: bool = True
     tau_start: float = 0.85
     tau_end: float = 0.99
     label_smoothing: float = 0.0
@@ -77,6 +84,15 @@ class BinaryTrainConfig:
             )
         check_tau(self.tau_start)
         check_tau(self.tau_end)
+
+
+def stage_span(step: int, total: int, stage1: int, restart: bool) -> tuple[int, int]:
+    """``(step, total)`` within the schedule that ``step`` belongs to: all ``total`` steps
+    share one schedule, or (``restart``) the first ``stage1`` steps have theirs and the rest
+    another."""
+    if not restart or stage1 == 0:
+        return step, total
+    return (step, stage1) if step < stage1 else (step - stage1, total - stage1)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -197,6 +213,17 @@ class Step:
         return loss.detach(), logits.detach()
 
 
+def scheduled_tau(step: int, total: int, stage1: int, config: BinaryTrainConfig) -> float:
+    """ReCU's ``tau`` at ``step`` (eq. 28): over all steps, or over the second stage's with
+    ``restart_schedule``; ``1`` (no clamp) during stage 1 with ``stage1_clamp=False``."""
+    if step < stage1 and not config.stage1_clamp:
+        return 1.0
+    span_step, span_total = stage_span(step, total, stage1, config.restart_schedule)
+    if config.restart_schedule and step < stage1:  # a clamped stage 1 of its own: start value
+        return config.tau_start
+    return tau_schedule(span_step, span_total, config.tau_start, config.tau_end)
+
+
 def fit_binary(
     model: nn.Module,
     train_loader,
@@ -231,8 +258,9 @@ def fit_binary(
     steps_per_epoch = len(train_loader)
     total = config.epochs * steps_per_epoch
     warmup = int(config.warmup_epochs * steps_per_epoch)
+    stage1, restart = config.stage1_epochs * steps_per_epoch, config.restart_schedule
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, warmup)
+        optimizer, lambda step: lr_factor(*stage_span(step, total, stage1, restart), warmup)
     )
     history, start_epoch = History(), 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -251,7 +279,7 @@ def fit_binary(
         total_loss, correct, seen = 0.0, 0, 0
         for i, (x, y) in enumerate(train_loader):
             step = epoch * steps_per_epoch + i
-            set_tau(model, tau_schedule(step, total, config.tau_start, config.tau_end))
+            set_tau(model, scheduled_tau(step, total, stage1, config))
             optimizer.zero_grad(set_to_none=True)
             loss, logits = step_fn.fn(x, y)
             optimizer.step()

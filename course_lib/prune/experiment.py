@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .. import chapter, data, measure, models, paths
 from ..formatting import pct, ratio_text
-from ..train import Finetuner, default_device, evaluate, seed_everything
+from ..train import Finetuner, accuracy_on_test, default_device, evaluate, seed_everything
 from . import benchmark, storage, structured, summary, unstructured
 from .settings import ChannelSchedule, PruningSettings, pruning_settings
 
@@ -62,7 +62,7 @@ class Context:
         return evaluate(model, self.loaders.val)[1]
 
     def test_accuracy(self, model: nn.Module) -> float:
-        return evaluate(model, self.loaders.test)[1]
+        return accuracy_on_test(model, self.loaders)
 
     def calibration(self, loader: data.TensorLoader | None = None) -> list:
         """The first training batches: BatchNorm recalibration and gradient importances."""

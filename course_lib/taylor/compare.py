@@ -22,7 +22,7 @@ from torch import nn
 
 from ..cluster import map_tasks
 from ..data import Loaders
-from ..train import evaluate
+from ..train import accuracy_on_test
 from .loop import PruneRun, finetune_rounds, prune_iteratively
 from .settings import TaylorSettings
 from .transfer import Transferred, plain_copy
@@ -73,11 +73,6 @@ def compare_criteria(
     return result
 
 
-def accuracy_on_test_split(loaders: Loaders, model: nn.Module) -> float:
-    """Top-1 accuracy (a fraction) of ``model`` on ``loaders.test``."""
-    return evaluate(model, loaders.test)[1]
-
-
 def prune_job(
     unpruned: dict[int, Transferred],
     calibration: list,
@@ -95,7 +90,7 @@ def prune_job(
         criterion,
         calibration,
         finetune_rounds(loaders.train, settings.finetune, seed),
-        partial(accuracy_on_test_split, loaders),
+        partial(accuracy_on_test, loaders=loaders),
         settings.budget,
         settings.filters_per_round,
         seed=seed,

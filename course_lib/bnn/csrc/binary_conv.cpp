@@ -13,7 +13,7 @@
 //
 // The popcount GEMM is chosen at run time from what the CPU has (see Isa): AVX-512 VPOPCNTDQ
 // (8 words per instruction, 4 pixels x 32 output channels per register block), AVX2 (a
-// nibble-table popcount, 4 pixels x 8 channels), the POPCNT instruction, or portable C++.
+// nibble-table popcount, 2 pixels x 16 channels), the POPCNT instruction, or portable C++.
 // All give the same integers; the epilogue (scale, bias, residual, activation) is plain
 // float arithmetic (multiply, then add: -ffp-contract=off, no FMA), so that the pure PyTorch
 // path of course_lib.bnn.kernel gives bit-identical floats.
