@@ -105,3 +105,17 @@ def mcnemar(correct_a: torch.Tensor, correct_b: torch.Tensor) -> PairedTest:
         statistic=float(statistic),
         p_value=binomial_two_sided_p(a_only, disagree),
     )
+
+
+def holm_separated(p_values: dict[str, float], alpha: float = PAIRED_ALPHA) -> set[str]:
+    """The tests Holm's step-down correction keeps at family-wise level ``alpha``: sort the
+    ``m`` p-values, compare the ``i``-th smallest (from 0) with ``alpha / (m - i)`` and stop
+    at the first that is not below it. With several methods each tested against one
+    baseline, some p < 0.05 are expected by chance alone; these are the ones that are not."""
+    kept = set()
+    ordered = sorted(p_values, key=lambda k: (p_values[k], k))
+    for i, name in enumerate(ordered):
+        if p_values[name] >= alpha / (len(ordered) - i):
+            break
+        kept.add(name)
+    return kept

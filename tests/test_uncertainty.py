@@ -82,3 +82,15 @@ def test_every_split_of_a_few_disagreements_is_symmetric():
     for a_only, b_only in itertools.product(range(6), repeat=2):
         n = a_only + b_only
         assert binomial_two_sided_p(a_only, n) == pytest.approx(binomial_two_sided_p(b_only, n))
+
+
+def test_holm_keeps_only_what_survives_the_number_of_tests():
+    from course_lib.uncertainty import holm_separated
+
+    # chapter 5b's saved run: nine methods against plain STE; 0.046 < 0.05 alone, but it is the
+    # seventh smallest of nine and Holm compares it with 0.05 / 3
+    p = {"a": 0.0, "b": 1e-100, "c": 1e-80, "d": 5e-6, "e": 1e-4, "f": 0.0017, "g": 0.046}
+    p |= {"h": 0.23, "i": 0.74}
+    assert holm_separated(p) == {"a", "b", "c", "d", "e", "f"}
+    assert holm_separated({"x": 0.04}) == {"x"}
+    assert holm_separated({"x": 0.04, "y": 0.03}) == set()  # 0.03 is not below 0.05 / 2

@@ -14,6 +14,7 @@ from ..uncertainty import (
     accuracy_sign,
     binomial_se,
     difference_se,
+    holm_separated,
 )
 from .layers import binary_layers
 from .settings import METHOD_LABELS, REPORT_EPOCHS, REPORT_ROWS, REPORT_TABLE1_RESNET20
@@ -278,7 +279,9 @@ def methods_table(m: dict) -> Markdown:
 
 
 def paired_sentence(m: dict) -> str | None:
-    """Which methods the paired tests separate from plain STE (None without tests)."""
+    """Which methods the paired tests separate from plain STE (None without tests): each
+    test at p < :data:`PAIRED_ALPHA`, and which of those survive Holm's correction for the
+    number of methods tested."""
     tested = {k: e["paired"] for k, e in m["methods"].items() if "paired" in e}
     if not tested:
         return None
@@ -286,14 +289,25 @@ def paired_sentence(m: dict) -> str | None:
     above = [k for k, p in tested.items() if p["p_value"] < PAIRED_ALPHA and p["difference"] > 0]
     below = [k for k, p in tested.items() if p["p_value"] < PAIRED_ALPHA and p["difference"] < 0]
     tied = [k for k in tested if k not in above and k not in below]
+    kept = holm_separated({k: p["p_value"] for k, p in tested.items()})
+    weak = {k for k in above + below if k not in kept}
     images = next(iter(tested.values()))["images"]
 
     def names(keys: list[str]) -> str:
-        return "; ".join(f"{label(k)} (p = {tested[k]['p_value']:.2g})" for k in keys) or "none"
+        return (
+            "; ".join(
+                f"{label(k)} (p = {tested[k]['p_value']:.2g}"
+                + (", not kept by Holm's correction" if k in weak else "")
+                + ")"
+                for k in keys
+            )
+            or "none"
+        )
 
     return (
         f"- **Paired against plain STE** (McNemar's exact test on the same {images:,} test "
-        f"images, first seeds; an order only where p < {PAIRED_ALPHA}). Above plain STE: "
+        f"images, first seeds; an order only where p < {PAIRED_ALPHA}, and firm only where it "
+        f"survives Holm's correction for the {len(tested)} methods tested). Above plain STE: "
         f"{names(above)}. Below: {names(below)}. Not separated: {names(tied)}."
     )
 
@@ -353,7 +367,7 @@ def methods_conclusion(m: dict) -> Markdown:
     paired = paired_sentence(m)
     if paired is not None:
         lines.append(paired)
-    if m["close"]:
+    if m["close"] and paired is None:  # with paired tests, they order the methods instead
         seeds = "; ".join(f"{label(k)}: seeds {seeds_text(e[k]['seeds'])}" for k in m["close"])
         lines.append(
             f"- **Within {pct(m['close_within'], 0)} point of another method** after the "
@@ -408,8 +422,9 @@ def deployment_table(m: dict) -> Markdown:
         f"DA-BNN network takes {latency_text(adaptive)} against "
         f"{latency_text(plain)} for the plain binary network of the same shape: "
         f"{ratio_text(slowdown, 1)} the time, for {cost['amplitude_parameters']:,} extra "
-        "parameters. The amplitudes cannot fold into the kernel's scale and bias, so every "
-        "layer leaves the kernel's epilogue for pooling, two small convolutions, sigmoids, "
-        "products and the BatchNorm in PyTorch."
+        "parameters. The amplitudes cannot fold into the kernel's scale and bias, so after "
+        "every layer's popcounts the engine runs pooling, two small convolutions, sigmoids, "
+        "products and the BatchNorm as float arithmetic of its own (runtime: "
+        f"{adaptive.get('runtime', 'not recorded')})."
     )
     return Markdown(table.data + text)
