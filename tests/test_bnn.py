@@ -220,6 +220,18 @@ def test_each_stage_can_have_its_own_schedule_and_stage_1_an_unclamped_weight():
     assert scheduled_tau(10, 100, 20, own) == 1.0  # real weights, no clamp
     assert scheduled_tau(20, 100, 20, own) == pytest.approx(0.85)  # the clamp's schedule starts
     assert scheduled_tau(100, 100, 20, own) == pytest.approx(0.99)
+    clamped = BinaryTrainConfig(epochs=5, stage1_epochs=1, restart_schedule=True)
+    assert scheduled_tau(10, 100, 20, clamped) == 0.85  # stage 1 holds the start value
+
+
+def test_stage_1_learning_rate_is_scaled_only_in_stage_1():
+    from course_lib.bnn.training import scheduled_lr
+
+    config = BinaryTrainConfig(epochs=5, stage1_epochs=1, stage1_lr_scale=0.1)
+    assert scheduled_lr(15, 100, 10, 20, config) == pytest.approx(0.1 * lr_factor(15, 100, 10))
+    assert scheduled_lr(20, 100, 10, 20, config) == pytest.approx(lr_factor(20, 100, 10))
+    with pytest.raises(ValueError, match="stage1_lr_scale"):
+        BinaryTrainConfig(epochs=5, stage1_lr_scale=0.0)
 
 
 def _tiny_loader(n=32, seed=0):

@@ -77,6 +77,12 @@ def test_close_methods_get_a_second_seed_and_the_others_do_not(compared):
         assert e["val_epochs"] == [0.5, 1.0, 1.5, 2.0]  # the quick profile's two points per epoch
         assert len(e["val_accuracy"]) == len(e["val_epochs"])
     assert 0.0 <= compared["start_accuracy"] <= 1.0
+    # the first seed's accuracy comes from the one pass that also feeds the paired test
+    ste = compared["methods"]["ste"]["runs"][0]["test_accuracy"]
+    for test in compared["methods"].values():
+        if "paired" in test:
+            gain = test["paired"]["difference"]
+            assert test["runs"][0]["test_accuracy"] == pytest.approx(ste + gain)
     assert compared["skipped"] == []
     assert list(compared["methods"]) == list(METHODS)
     json.dumps(compared)  # the results file's layout

@@ -157,16 +157,17 @@ def compare_methods(
     task = partial(train_job, loaders, settings, start)
     done = map_tasks(task, jobs, desc="methods", progress=progress)
     for (method, _), run in zip(jobs, [d.value for d in done], strict=True):
-        if method not in correct:
-            if method == "fp":
-                correct[method] = correct_on_test(run.model, loaders)
-            else:
-                logits, packed_logits, labels = test_logits(
-                    run.model, PackedResNet.from_model(run.model), loaders
-                )
-                packed[method] = logit_agreement(logits, packed_logits, labels)
-                correct[method] = logits.argmax(1) == labels
-                first_models[method] = run.model
+        if method == "fp" or method in correct:
+            hits = correct_on_test(run.model, loaders)
+        else:  # a binary method's first seed: the test images in PyTorch and packed
+            logits, packed_logits, labels = test_logits(
+                run.model, PackedResNet.from_model(run.model), loaders
+            )
+            packed[method] = logit_agreement(logits, packed_logits, labels)
+            hits = logits.argmax(1) == labels
+            first_models[method] = run.model
+        correct.setdefault(method, hits)
+        run.test_accuracy = float(hits.float().mean())
         runs[method].append(run_entry(run))
     paired = paired_against(correct)
     amplitude_cost = None
@@ -218,14 +219,17 @@ def compare(run: Run, loaders: Loaders, start: nn.Module, progress: bool = True)
 
 
 def train_job(loaders: Loaders, settings: MethodsSettings, start, job: tuple[str, int]):
-    """:func:`train_one` for ``job`` = (method, seed): one task of the map."""
+    """:func:`train_one` for ``job`` = (method, seed): one task of the map; its test
+    accuracy is left to :func:`compare_methods`, which runs the test images once."""
     method, seed = job
-    return train_one(method, loaders, settings, seed, start)
+    return train_one(method, loaders, settings, seed, start, test=False)
 
 
-def train_one(method, loaders, settings: MethodsSettings, seed: int, start) -> MethodRun:
+def train_one(
+    method, loaders, settings: MethodsSettings, seed: int, start, test: bool = True
+) -> MethodRun:
     """One method, one seed, from ``start`` (also the teacher of :data:`NEED_TEACHER`), with
-    the settings' recipe (no inner progress bar)."""
+    the settings' recipe (no inner progress bar); ``test``: as :func:`~.methods.train_method`."""
     return train_method(
         method,
         loaders,
@@ -237,4 +241,5 @@ def train_one(method, loaders, settings: MethodsSettings, seed: int, start) -> M
         progress=False,
         start=start,
         evaluations_per_epoch=settings.evaluations_per_epoch,
+        test=test,
     )

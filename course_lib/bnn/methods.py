@@ -247,11 +247,13 @@ def train_method(
     progress: bool = True,
     start: nn.Module | None = None,
     evaluations_per_epoch: int = 1,
+    test: bool = True,
 ) -> MethodRun:
     """Train ``method`` (one of :data:`METHODS`) for ``config.epochs`` epochs with ``seed``
     on ``loaders.train``, from the trained full-precision ``start`` (``None``: from a fresh
     initialization); validation accuracy on ``loaders.val`` ``evaluations_per_epoch`` times
-    per epoch, test accuracy on ``loaders.test`` after the last step. ``net`` is
+    per epoch, test accuracy on ``loaders.test`` after the last step (``test=False``: left
+    ``None`` for a caller that runs the test images itself). ``net`` is
     the plain-STE binary network the method's option is added to; ``teacher``: the trained
     full-precision ResNet-20 (needed by :data:`NEED_TEACHER`; never changed)."""
     check_method(method)
@@ -302,6 +304,7 @@ def train_method(
         step_end=step_end,
     )
     run.epoch_time_s = list(history.epoch_time_s)
-    run.test_accuracy = evaluate(model, loaders.test)[1]
+    if test:
+        run.test_accuracy = evaluate(model, loaders.test)[1]
     run.model = model
     return run

@@ -18,7 +18,8 @@ What differs from :func:`course_lib.train.fit` (SGD for real-valued networks), a
   ``restart_schedule=True`` gives each stage its own warm-up and cosine decay, as those
   papers train each stage to the end of its own schedule, and ``stage1_clamp=False`` leaves
   the real weights of stage 1 unclamped (``tau = 1``; ReCU's clamp is there for the signs
-  of binary weights).
+  of binary weights); ``stage1_lr_scale`` scales the learning rate of stage 1 (Adam's steps
+  change a real weight's value, where with binary weights only a sign change matters).
 - **The ReCU schedule** (eq. 28): ``tau`` rises from ``tau_start`` to ``tau_end`` over all
   steps.
 - ``compile=True`` runs the step through ``torch.compile``: a binary layer is a chain of
@@ -66,6 +67,7 @@ class BinaryTrainConfig:
     stage1_epochs: int = 0
     restart_schedule: bool = False
     stage1_clamp: bool = True
+    stage1_lr_scale: float = 1.0
     tau_start: float = 0.85
     tau_end: float = 0.99
     label_smoothing: float = 0.0
@@ -82,6 +84,8 @@ class BinaryTrainConfig:
             raise ValueError(
                 f"stage1_epochs must be in [0, epochs), got {self.stage1_epochs} of {self.epochs}"
             )
+        if not self.stage1_lr_scale > 0.0:
+            raise ValueError(f"stage1_lr_scale must be positive, got {self.stage1_lr_scale}")
         check_tau(self.tau_start)
         check_tau(self.tau_end)
 
@@ -218,10 +222,19 @@ def scheduled_tau(step: int, total: int, stage1: int, config: BinaryTrainConfig)
     ``restart_schedule``; ``1`` (no clamp) during stage 1 with ``stage1_clamp=False``."""
     if step < stage1 and not config.stage1_clamp:
         return 1.0
-    span_step, span_total = stage_span(step, total, stage1, config.restart_schedule)
-    if config.restart_schedule and step < stage1:  # a clamped stage 1 of its own: start value
+    if step < stage1 and config.restart_schedule:  # a clamped stage 1 of its own: start value
         return config.tau_start
+    span_step, span_total = stage_span(step, total, stage1, config.restart_schedule)
     return tau_schedule(span_step, span_total, config.tau_start, config.tau_end)
+
+
+def scheduled_lr(
+    step: int, total: int, warmup: int, stage1: int, config: BinaryTrainConfig
+) -> float:
+    """The factor of ``config.lr`` at ``step``: warm-up and cosine decay over the schedule
+    ``step`` belongs to (:func:`stage_span`), times ``stage1_lr_scale`` during stage 1."""
+    factor = lr_factor(*stage_span(step, total, stage1, config.restart_schedule), warmup)
+    return factor * config.stage1_lr_scale if step < stage1 else factor
 
 
 def fit_binary(
@@ -234,7 +247,6 @@ def fit_binary(
     checkpoint: str | Path | None = None,
     progress: bool = True,
     objective: Objective | None = None,
-    epoch_end: Callable[[int], None] | None = None,
     step_end: Callable[[int], None] | None = None,
 ) -> History:
     """Train the binary ``model`` in place with the recipe of ``config``; returns its
@@ -242,8 +254,7 @@ def fit_binary(
     every epoch and a rerun with the same config resumes there. ``teacher`` (needed when
     ``config.distill > 0``) is used in eval mode and never changed; its logits go to
     ``objective`` (see :data:`Objective`; default: :func:`distillation_loss`) when one is
-    given. ``epoch_end(epoch)`` runs after every epoch (before the checkpoint is written);
-    ``step_end(step)`` after every optimizer step (``step`` counts from 0 over all epochs),
+    given. ``step_end(step)`` after every optimizer step (``step`` counts from 0 over all epochs),
     and the model is back in training mode after it, so it may evaluate."""
     if config.distill > 0 and teacher is None:
         raise ValueError("config.distill > 0 needs a teacher (the trained full-precision twin)")
@@ -258,9 +269,9 @@ def fit_binary(
     steps_per_epoch = len(train_loader)
     total = config.epochs * steps_per_epoch
     warmup = int(config.warmup_epochs * steps_per_epoch)
-    stage1, restart = config.stage1_epochs * steps_per_epoch, config.restart_schedule
+    stage1 = config.stage1_epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(*stage_span(step, total, stage1, restart), warmup)
+        optimizer, lambda step: scheduled_lr(step, total, warmup, stage1, config)
     )
     history, start_epoch = History(), 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -291,8 +302,6 @@ def fit_binary(
                 step_end(step)
                 model.train()
         record_epoch(history, total_loss / seen, correct / seen, model, val_loader, start, epochs)
-        if epoch_end is not None:
-            epoch_end(epoch)
         if checkpoint is not None:
             save_training_state(checkpoint, epoch + 1, config, model, optimizer, scheduler, history)
     set_binary_weights(model, True)
