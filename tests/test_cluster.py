@@ -319,3 +319,53 @@ def test_chapter_3s_pruning_runs_on_ray_equal_the_local_loop(ray_cluster, monkey
     local = sweep()
     monkeypatch.setenv(cluster.ADDRESS_ENV, ray_cluster)
     assert sweep() == local
+
+
+# --- chapter 2's selection runs ------------------------------------------------------------
+
+
+def fake_cifar(per_class: int = 520, seed: int = 0):
+    """Random images with CIFAR-10's layout, enough per class for the fixed validation split
+    (500 per class) and a small training subset."""
+    from course_lib.data import Cifar10
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(10).repeat_interleave(per_class)
+    images = torch.randint(0, 256, (len(labels), 3, 32, 32), generator=g, dtype=torch.uint8)
+    return Cifar10(images, labels, images[:100], labels[:100])
+
+
+@needs_ray
+@pytest.mark.slow
+def test_chapter_2s_selection_runs_on_ray_equal_the_local_loop(ray_cluster, monkeypatch):
+    from functools import partial
+
+    from course_lib.data import DataSettings
+    from course_lib.models import BaselineCNN
+    from course_lib.prune import selection
+    from course_lib.prune.settings import pruning_settings
+
+    torch.set_num_threads(1)  # as the workers (one CPU each): the same arithmetic
+    quick = pruning_settings("quick")
+    subset = DataSettings(train_per_class=4, val_per_class=2, batch_size=16)
+    settings = replace(quick, selection=replace(quick.selection, data=subset, seeds=2))
+    torch.manual_seed(0)
+    dense = BaselineCNN(widths=(8, 16, 32), hidden=32).eval()
+    shared = selection.Shared(fake_cifar(), dense, settings, 0, torch.device("cpu"))
+    jobs = [
+        (selection.Candidate("l1_filter", "plain"), 0),
+        (selection.Candidate("l2_group", "bn_scale", 0.1), 1),
+    ]
+
+    def sweep() -> list:
+        done = cluster.map_tasks(partial(selection.candidate_run, shared), jobs, progress=False)
+        runs = [d.value for d in done]
+        for run in runs:
+            run.pop("wall_time_s")
+        return runs
+
+    monkeypatch.delenv(cluster.ADDRESS_ENV, raising=False)
+    local = sweep()
+    monkeypatch.setenv(cluster.ADDRESS_ENV, ray_cluster)
+    assert sweep() == local
+    assert [r["records"][-1].params for r in local][0] < sum(p.numel() for p in dense.parameters())

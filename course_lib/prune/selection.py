@@ -10,25 +10,60 @@ seed), so that a ranking is only believed where it holds across seeds.
 3. :func:`compare_pruners`: the pruners run the same schedule with the best importance.
 
 Every candidate of one comparison costs the same: the same data, steps and epochs, and the
-same architecture (candidates that keep more parameters are shown but not eligible).
+same architecture (candidates that keep more parameters are shown but not eligible). The
+(candidate, seed) runs of steps 2 and 3 are independent: they go through
+:func:`course_lib.cluster.map_tasks`, a loop here, or Ray tasks when ``$COURSE_RAY_ADDRESS``
+is set (``course run ... --ray``); each run takes what it needs from :class:`Shared`.
 """
 
 from __future__ import annotations
 
-import time
+import copy
+import itertools
+from dataclasses import dataclass
+from functools import partial
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from .. import data
+from ..cluster import map_tasks
 from ..train import evaluate
 from . import structured
 from .experiment import Context, run_schedule, section
 from .ranking import eligible
 from .ranking import verdict as verdict  # the chapter reads the selection's verdict here
+from .settings import PruningSettings
 
 
-def selection_loaders(ctx: Context, offset: int) -> data.Loaders:
+@dataclass(frozen=True)
+class Shared:
+    """What every selection run reads: the data, chapter 1's trained network, the settings,
+    the chapter's seed and device (a :class:`~.experiment.Context` without its run, so that it
+    travels to a Ray worker with the task)."""
+
+    cifar: data.Cifar10
+    dense: nn.Module
+    settings: PruningSettings
+    seed: int
+    device: torch.device
+
+    @classmethod
+    def of(cls, ctx: Context) -> Shared:
+        return cls(ctx.cifar, ctx.dense, ctx.settings, ctx.seed, ctx.device)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One importance with one pruner (and the pruner's regularization strength)."""
+
+    importance: str
+    pruner: str
+    reg: float | None = None
+
+
+def selection_loaders(ctx: Context | Shared, offset: int) -> data.Loaders:
     """The selection subset drawn with seed ``ctx.seed + offset``."""
     settings = ctx.settings.selection.data
     return data.make_loaders(ctx.cifar, settings, seed=ctx.seed + offset, device=ctx.device)
@@ -84,35 +119,51 @@ def screen_importances(ctx: Context) -> dict:
     return table
 
 
-def _candidate(ctx: Context, importance: str, pruner: str, reg: float | None, desc: str) -> dict:
-    """One importance x pruner through the selection schedule, for every seed."""
-    sel, settings = ctx.settings.selection, ctx.settings.structured
-    row = {"importance": importance, "pruner": pruner, "reg": reg}
-    runs = []
-    for offset in tqdm(range(sel.seeds), desc=desc, leave=False):
-        loaders = selection_loaders(ctx, offset)
-        start = time.perf_counter()
-        run = run_schedule(
-            ctx.fresh(),
-            sel.schedule,
-            importance,
-            pruner,
-            loaders.train,
-            _val(loaders),
-            ctx.calibration(loaders.train),
-            ctx.seed + offset,
-            reg,
-            settings.round_to,
-            settings.hessian_samples,
-        )
-        runs.append((run, time.perf_counter() - start))
-    last = [run["records"][-1] for run, _ in runs]
-    row["val_accuracy_pruned"] = [r.accuracy_pruned for r in last]
-    row["val_accuracy_step"] = [run["accuracy_step"] for run, _ in runs]
-    row["val_accuracy"] = [run["accuracy"] for run, _ in runs]
-    row.update(params=last[0].params, macs=last[0].macs, epochs=runs[0][0]["epochs"])
-    row["wall_time_s"] = sum(seconds for _, seconds in runs)
-    return row
+def candidate_run(shared: Shared, job: tuple[Candidate, int]) -> dict:
+    """One task of the map: ``job`` = (candidate, seed offset) through the selection
+    schedule on that seed's subset, from a copy of the trained network; returns
+    :func:`~.experiment.run_schedule`'s record."""
+    candidate, offset = job
+    sel, settings = shared.settings.selection, shared.settings.structured
+    loaders = selection_loaders(shared, offset)
+    return run_schedule(
+        copy.deepcopy(shared.dense),
+        sel.schedule,
+        candidate.importance,
+        candidate.pruner,
+        loaders.train,
+        _val(loaders),
+        list(itertools.islice(loaders.train, settings.calibration_batches)),
+        shared.seed + offset,
+        candidate.reg,
+        settings.round_to,
+        settings.hessian_samples,
+    )
+
+
+def _candidates(ctx: Context, candidates: dict[str, Candidate], desc: str) -> dict[str, dict]:
+    """Every candidate through the selection schedule for every seed (one map over all the
+    runs, candidate by candidate in order); one row per candidate."""
+    seeds = ctx.settings.selection.seeds
+    jobs = [(c, offset) for c in candidates.values() for offset in range(seeds)]
+    done = map_tasks(partial(candidate_run, Shared.of(ctx)), jobs, desc=desc)
+    rows = {}
+    for i, (name, c) in enumerate(candidates.items()):
+        runs = done[i * seeds : (i + 1) * seeds]
+        last = [d.value["records"][-1] for d in runs]
+        rows[name] = {
+            "importance": c.importance,
+            "pruner": c.pruner,
+            "reg": c.reg,
+            "val_accuracy_pruned": [r.accuracy_pruned for r in last],
+            "val_accuracy_step": [d.value["accuracy_step"] for d in runs],
+            "val_accuracy": [d.value["accuracy"] for d in runs],
+            "params": last[0].params,
+            "macs": last[0].macs,
+            "epochs": runs[0].value["epochs"],
+            "wall_time_s": sum(d.seconds for d in runs),
+        }
+    return rows
 
 
 @section("importance comparison")
@@ -120,7 +171,8 @@ def compare_importances(ctx: Context, screening: dict) -> dict:
     """The ``finalists`` best eligible importances of the screening through the selection
     schedule with the plain pruner, every seed."""
     finalists = eligible(screening)[: ctx.settings.selection.finalists]
-    return {name: _candidate(ctx, name, "plain", None, f"importance {name}") for name in finalists}
+    candidates = {name: Candidate(name, "plain") for name in finalists}
+    return _candidates(ctx, candidates, "importance comparison")
 
 
 @section("pruner comparison")
@@ -129,13 +181,13 @@ def compare_pruners(ctx: Context, importances: dict, best_importance: str) -> di
     norm); ``plain`` with the best importance is the importance comparison's run (the same
     schedule and seeds: the same numbers)."""
     sel = ctx.settings.selection
-    table = {}
+    names, candidates = [], {}
     for pruner in sel.pruners:
         choices = [best_importance] + (["l2_group"] if pruner == "group_norm" else [])
         for importance in dict.fromkeys(choices):
             name = f"{pruner} + {importance}"
-            if pruner == "plain" and importance in importances:
-                table[name] = importances[importance]
-                continue
-            table[name] = _candidate(ctx, importance, pruner, sel.reg.get(pruner), name)
-    return table
+            names.append(name)
+            if not (pruner == "plain" and importance in importances):
+                candidates[name] = Candidate(importance, pruner, sel.reg.get(pruner))
+    rows = _candidates(ctx, candidates, "pruner comparison")
+    return {n: rows[n] if n in rows else importances[best_importance] for n in names}
