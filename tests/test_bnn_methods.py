@@ -32,6 +32,17 @@ def test_dabnn_amplitudes_have_their_shapes_and_lie_in_0_1():
     assert torch.allclose(out, expected * amp.spatial_amplitude(expected))
 
 
+def test_dabnn_amplitudes_are_the_same_floats_in_any_memory_layout():
+    # alpha * dot: multiples of one scale, as the binary conv hands them to the amplitude
+    torch.manual_seed(0)
+    amp = bnn.DataAdaptiveAmplitude(32)
+    m = torch.randint(-300, 300, (2, 32, 16, 16)).float() * 0.0123
+    nhwc = m.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # the engine's view
+    want = amp(m)
+    for layout in (m.contiguous(memory_format=torch.channels_last), nhwc, m.flip(1).flip(1)):
+        assert torch.equal(amp(layout), want)
+
+
 def test_dabnn_amplitudes_depend_on_the_input():
     amp = bnn.DataAdaptiveAmplitude(16, channel_kernel=3, spatial_kernel=3)
     m = torch.randn(2, 16, 4, 4)

@@ -76,20 +76,27 @@ class DataAdaptiveAmplitude(nn.Module):
         return apply_amplitude(m, self.channel_conv.weight, self.spatial_conv.weight)
 
 
+# The factors are computed in float64 and rounded once to float32. The means are then the
+# same in any summation order (a sum of float32 values of a map's range is exact in
+# float64), and the two small convolutions and the sigmoid, whose order or implementation
+# differ between ATen and the packed engine's native tail, differ at most in the last bit
+# of a double, which the rounding to float32 removes: both give the same float32 factors
+# (but for a value within that bit of a float32 rounding boundary, about one in 2^29).
+
+
 def channel_amplitude(m: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Eq. 11 with the 1-D kernel ``weight`` ``(1, 1, k)``: ``(N, C, 1, 1)`` factors."""
-    pooled = m.mean(dim=(2, 3)).unsqueeze(1)  # (N, 1, C): channels as a 1-D signal
-    a = torch.sigmoid(F.conv1d(pooled, weight, padding=weight.shape[-1] // 2))
-    return a.view(m.shape[0], -1, 1, 1)
+    pooled = m.double().mean(dim=(2, 3)).unsqueeze(1)  # (N, 1, C): channels as a 1-D signal
+    a = torch.sigmoid(F.conv1d(pooled, weight.double(), padding=weight.shape[-1] // 2))
+    return a.float().view(m.shape[0], -1, 1, 1)
 
 
 def spatial_amplitude(m: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Eq. 12 with the 2-D kernel ``weight`` ``(1, 2, k, k)``: ``(N, 1, H, W)`` factors."""
-    stacked = torch.cat([m.mean(dim=1, keepdim=True), m.amax(dim=1, keepdim=True)], dim=1)
-    # one weight layout for the model and the packed engine (training can leave the
-    # parameter channels-last, and the two layouts sum in different orders)
-    weight = weight.contiguous()
-    return torch.sigmoid(F.conv2d(stacked, weight, padding=weight.shape[-1] // 2))
+    wide = m.double()
+    stacked = torch.cat([wide.mean(dim=1, keepdim=True), wide.amax(dim=1, keepdim=True)], dim=1)
+    weight = weight.contiguous().double()
+    return torch.sigmoid(F.conv2d(stacked, weight, padding=weight.shape[-1] // 2)).float()
 
 
 def apply_amplitude(

@@ -23,8 +23,11 @@ BatchNorm, the shortcut and the activation follow. Layer by layer
 (:meth:`PackedResNet.body_layer_by_layer`, and the PyTorch backend) they are the PyTorch
 operations the model runs in eval mode (:class:`AmplitudeTail`), so the logits equal the
 model's; in the native body they are plain C++ loops over the NHWC map (``amplitude_tail``
-in ``csrc/binary_conv.cpp``), the same function with sums in another order: equal within
-float rounding (the tests: same predictions, logits within 1e-5). That is the amplitudes'
+in ``csrc/binary_conv.cpp``), the same function with sums in another order. The model
+computes the amplitudes' means, small convolutions and sigmoids in double and rounds them
+once to float32 (:mod:`.dabnn`), and its BatchNorm as ``x * scale + shift``
+(:func:`~.resnet.affine_of`); the native tail does the same, so it gives the same floats but
+for a value within a double's last bit of a float32 rounding boundary. That is the amplitudes'
 price at inference: a 7x7 conv of two maps, two reductions and two sigmoids per layer.
 
 The file (:func:`save_packed`) is a small JSON header and the raw bytes of every tensor:
@@ -46,7 +49,14 @@ from ..paths import atomic_path
 from .dabnn import DataAdaptiveAmplitude, apply_amplitude
 from .kernel import ACTIVATIONS, PackedConv, kernel_path, load_kernel, resolve_backend
 from .layers import BinaryConv2d
-from .resnet import AvgPoolShortcut, BinaryResNet, PadShortcut, fold, running_statistics
+from .resnet import (
+    AvgPoolShortcut,
+    BinaryResNet,
+    PadShortcut,
+    affine_of,
+    fold,
+    running_statistics,
+)
 
 MAGIC = b"CBNNPACK"
 VERSION = 1
@@ -72,11 +82,17 @@ def apply_act(
 @dataclass
 class AmplitudeTail:
     """What follows the packed dot in a DA-BNN layer, in PyTorch on NCHW maps:
-    ``act(BN(A(alpha * dot)) + residual)``, ``A`` from the two kernels of eq. 11-12."""
+    ``act(BN(A(alpha * dot)) + residual)``, ``A`` from the two kernels of eq. 11-12, BN in
+    its eval form ``x * scale + shift`` (:func:`~.resnet.affine_of`, as the model runs it)."""
 
     channel_kernel: torch.Tensor
     spatial_kernel: torch.Tensor
     bn: dict[str, torch.Tensor]  # bn_tensors("bn", ...)
+
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The BatchNorm's ``(scale, shift)`` per channel."""
+        mean, var, weight, bias, eps = (self.bn[f"bn.{k}"] for k in BN_FIELDS)
+        return affine_of(mean, var, weight, bias, float(eps))
 
     def __call__(
         self, m: torch.Tensor, residual: torch.Tensor, act: str, slope: torch.Tensor | None
@@ -85,7 +101,8 @@ class AmplitudeTail:
         # an NCHW view of the NHWC map (channels-last memory), the layout in which the
         # model's conv hands its output to the amplitude: the same sums in the same order
         m = apply_amplitude(m.permute(0, 3, 1, 2), self.channel_kernel, self.spatial_kernel)
-        y = apply_bn(m, self.bn, "bn")
+        scale, shift = self.affine()
+        y = m * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
         y = apply_act(y + residual.permute(0, 3, 1, 2), act, slope, channel_dim=1)
         return nhwc(y)
 
@@ -371,15 +388,8 @@ def build_native_body(engine: PackedResNet):
             c.padding,
         )
         if layer.tail is not None:
-            mean, var, weight, bias, eps = (layer.tail.bn[f"bn.{k}"] for k in BN_FIELDS)
             body.set_amplitude(
-                layer.tail.channel_kernel,
-                layer.tail.spatial_kernel,
-                mean,
-                var,
-                weight,
-                bias,
-                float(eps),
+                layer.tail.channel_kernel, layer.tail.spatial_kernel, *layer.tail.affine()
             )
     mean, var, weight, bias, eps = (t[f"stem.bn.{k}"] for k in BN_FIELDS)
     act = engine.meta["stem_act"]

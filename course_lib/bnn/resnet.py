@@ -184,7 +184,11 @@ class BinaryBlock(nn.Module):
         if isinstance(bn, DualBatchNorm2d) and bn.path == "latent":
             return bn(latent_conv(conv, x))
         if amp is not None:
-            return bn(amp(conv(x) if self.training else scaled_dot(conv, x)))
+            if self.training:
+                return bn(amp(conv(x)))
+            scale, shift = bn_affine(bn)  # BN's eval form as the packed engine computes it
+            y = amp(scaled_dot(conv, x))
+            return y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
         return bn(conv(x)) if self.training else folded(conv, bn, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -197,9 +201,26 @@ def fold(conv: BinaryConv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Te
     """XNOR-Net's ``alpha`` and an eval-mode BatchNorm as one scale and one bias per output
     channel: ``BN(alpha * dot) = dot * scale + bias``."""
     alpha = conv.export_binary()["alpha"]
+    scale, shift = bn_affine(bn)
+    return alpha * scale, shift
+
+
+def affine_of(
+    mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BatchNorm as ``y = x * scale + shift`` (float32): ``scale = weight /
+    sqrt(var + eps)``, ``shift = bias - mean * scale``. The model, the engine and its native
+    body all use these numbers and multiply, then add, so they round alike (ATen's own
+    BatchNorm kernel rounds differently)."""
+    scale = weight.detach().float() / torch.sqrt(var.float() + eps)
+    return scale, bias.detach().float() - mean.float() * scale
+
+
+@torch.no_grad()
+def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`affine_of` a BatchNorm's running statistics (see :func:`running_statistics`)."""
     mean, var = running_statistics(bn)
-    inv = bn.weight.float() / torch.sqrt(var.float() + bn.eps)
-    return alpha * inv, bn.bias.float() - mean.float() * inv
+    return affine_of(mean, var, bn.weight, bn.bias, bn.eps)
 
 
 def running_statistics(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

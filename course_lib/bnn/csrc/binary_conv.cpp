@@ -814,8 +814,7 @@ struct BodyLayer {
   torch::Tensor threshold, words, taps, scale, bias, slope;
   int64_t act, stride, pad;
   bool amplitude;
-  torch::Tensor amp_channel, amp_spatial, bn_mean, bn_var, bn_weight, bn_bias;
-  double bn_eps;
+  torch::Tensor amp_channel, amp_spatial, bn_scale, bn_shift;
 };
 
 enum Shortcut : int64_t {
@@ -834,124 +833,177 @@ struct BodyBlock {
 // DA-BNN's tail, natively: act(BN(A(m)) + residual) on NHWC maps, A from the two kernels of
 // eq. 11-12 (dabnn.apply_amplitude): channel factors sigmoid(k_c * mean over pixels), then
 // pixel factors sigmoid(k_s * [mean; max] over channels) of the rescaled map. Plain loops,
-// one pass per step, no ATen call: the same function as the model's, with sums in another
-// order, so equal to its float operations within rounding, not to the bit.
-float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// one pass per step, no ATen call. The factors are computed as the model computes them: in
+// double, rounded once to float. A sum of float32 values of this range is exact in double,
+// so the means are the same in any order; the two small convolutions and the sigmoid may
+// differ from ATen's in the last bit of a double, which the rounding to float removes
+// (but for a value that lies within that bit of a float32 rounding boundary).
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
-// sigmoid(k x k conv of the two zero-padded maps (mean, max)), one output row at a time;
-// the inner loop over x vectorizes (8 lanes in the AVX2 copy).
-__attribute__((always_inline)) inline void spatial_conv_rows(const float* padded, const float* ws,
+// The k x k conv of the two zero-padded maps (mean, max) in double, 8 output pixels of a row
+// at a time with their sums in registers (the x loop vectorizes: 2 x 4 lanes with AVX2).
+__attribute__((always_inline)) inline void spatial_conv_rows(const double* padded, const float* ws,
                                                              int64_t h, int64_t w, int64_t k,
-                                                             float* row, float* out) {
-  const int64_t pw = w + k - 1;
+                                                             double* out) {
+  const int64_t pw = w + k - 1, plane = (h + k - 1) * pw;
   for (int64_t y = 0; y < h; ++y) {
-    std::fill(row, row + w, 0.0f);
-    for (int64_t map = 0; map < 2; ++map)
-      for (int64_t dy = 0; dy < k; ++dy) {
-        const float* src = padded + map * (h + k - 1) * pw + (y + dy) * pw;
-        for (int64_t dx = 0; dx < k; ++dx) {
-          const float wt = ws[(map * k + dy) * k + dx];
-          for (int64_t x = 0; x < w; ++x) row[x] += wt * src[x + dx];
+    int64_t x0 = 0;
+    for (; x0 + 8 <= w; x0 += 8) {
+      double acc[8] = {};
+      for (int64_t map = 0; map < 2; ++map)
+        for (int64_t dy = 0; dy < k; ++dy) {
+          const double* src = padded + map * plane + (y + dy) * pw + x0;
+          for (int64_t dx = 0; dx < k; ++dx) {
+            const double wt = ws[(map * k + dy) * k + dx];
+            for (int i = 0; i < 8; ++i) acc[i] += wt * src[dx + i];
+          }
         }
-      }
-    for (int64_t x = 0; x < w; ++x) out[y * w + x] = sigmoid(row[x]);
+      for (int i = 0; i < 8; ++i) out[y * w + x0 + i] = acc[i];
+    }
+    for (; x0 < w; ++x0) {  // the rest of a row narrower than 8
+      double acc = 0.0;
+      for (int64_t map = 0; map < 2; ++map)
+        for (int64_t dy = 0; dy < k; ++dy)
+          for (int64_t dx = 0; dx < k; ++dx)
+            acc += ws[(map * k + dy) * k + dx] * padded[map * plane + (y + dy) * pw + x0 + dx];
+      out[y * w + x0] = acc;
+    }
   }
 }
 
 #if COURSE_X86
-__attribute__((target("avx2"))) void spatial_conv_avx2(const float* padded, const float* ws,
-                                                       int64_t h, int64_t w, int64_t k, float* row,
-                                                       float* out) {
-  spatial_conv_rows(padded, ws, h, w, k, row, out);
+__attribute__((target("avx2"))) void spatial_conv_avx2(const double* padded, const float* ws,
+                                                       int64_t h, int64_t w, int64_t k,
+                                                       double* out) {
+  spatial_conv_rows(padded, ws, h, w, k, out);
 }
 #endif
 
-void spatial_conv(const float* padded, const float* ws, int64_t h, int64_t w, int64_t k, float* row,
-                  float* out) {
+// sigmoid of the spatial conv, rounded to float: the sigmoid is ATen's own (at::sigmoid_ on
+// the whole map, vectorized), the function the model applies to the same double values.
+void spatial_factors(const double* padded, const float* ws, int64_t h, int64_t w, int64_t k,
+                     torch::Tensor& pre, float* out) {
+  double* pp = pre.data_ptr<double>();
 #if COURSE_X86
-  if (isa() >= kAvx2) return spatial_conv_avx2(padded, ws, h, w, k, row, out);
+  if (isa() >= kAvx2)
+    spatial_conv_avx2(padded, ws, h, w, k, pp);
+  else
 #endif
-  spatial_conv_rows(padded, ws, h, w, k, row, out);
+    spatial_conv_rows(padded, ws, h, w, k, pp);
+  at::sigmoid_(pre);
+  for (int64_t p = 0; p < h * w; ++p) out[p] = static_cast<float>(pp[p]);
 }
+
+// One sample's tail (NHWC maps of hw pixels x c channels). always_inline, so that the AVX2
+// copy below vectorizes each pass across channels (8 floats, 4 doubles).
+struct TailArgs {
+  const float *m, *res, *wc, *ws, *scale, *shift, *slope;
+  float* out;
+  int64_t h, w, c, kc, k, act;
+  double* sum;      // c
+  float* a;         // c: the channel factors
+  double* padded;   // 2 zero-padded maps (mean, max)
+  float* spatial;   // hw: the pixel factors
+  torch::Tensor* pre;
+};
+
+__attribute__((always_inline)) inline void tail_sample(const TailArgs& t) {
+  const int64_t h = t.h, w = t.w, c = t.c, k = t.k, hw = h * w, pw = w + k - 1;
+  const float* mb = t.m;
+  std::fill(t.sum, t.sum + c, 0.0);
+  for (int64_t p = 0; p < hw; ++p)
+    for (int64_t ch = 0; ch < c; ++ch) t.sum[ch] += mb[p * c + ch];
+  for (int64_t ch = 0; ch < c; ++ch) {  // 1-D conv across channels, zero padded
+    double acc = 0.0;
+    for (int64_t j = 0; j < t.kc; ++j) {
+      const int64_t src = ch + j - t.kc / 2;
+      if (src >= 0 && src < c) acc += static_cast<double>(t.wc[j]) * (t.sum[src] / static_cast<double>(hw));
+    }
+    t.a[ch] = static_cast<float>(sigmoid(acc));
+  }
+  double* mean_map = t.padded;
+  double* max_map = t.padded + (h + k - 1) * pw;
+  for (int64_t y = 0; y < h; ++y)  // mean and max over channels of the rescaled map
+    for (int64_t x = 0; x < w; ++x) {
+      const float* v = mb + (y * w + x) * c;
+      double lanes[8] = {};  // independent partial sums and maxima: vectorizable
+      float tops[8];
+      std::fill(tops, tops + 8, -INFINITY);
+      int64_t ch = 0;
+      for (; ch + 8 <= c; ch += 8)
+        for (int l = 0; l < 8; ++l) {
+          const float scaled = v[ch + l] * t.a[ch + l];
+          lanes[l] += scaled;
+          tops[l] = scaled > tops[l] ? scaled : tops[l];
+        }
+      for (; ch < c; ++ch) {
+        const float scaled = v[ch] * t.a[ch];
+        lanes[0] += scaled;
+        tops[0] = scaled > tops[0] ? scaled : tops[0];
+      }
+      double total = 0.0;
+      float top = -INFINITY;
+      for (int l = 0; l < 8; ++l) {
+        total += lanes[l];
+        top = tops[l] > top ? tops[l] : top;
+      }
+      const int64_t at = (y + k / 2) * pw + x + k / 2;
+      mean_map[at] = total / static_cast<double>(c);
+      max_map[at] = top;
+    }
+  spatial_factors(t.padded, t.ws, h, w, k, *t.pre, t.spatial);
+  for (int64_t p = 0; p < hw; ++p) {  // the factors, BatchNorm, residual, activation
+    const float* v = mb + p * c;
+    const float* r = t.res + p * c;
+    float* o = t.out + p * c;
+    const float f = t.spatial[p];
+    if (t.act == kHardtanh) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const float y = ((v[ch] * t.a[ch]) * f) * t.scale[ch] + t.shift[ch] + r[ch];
+        o[ch] = y < -1.0f ? -1.0f : (y > 1.0f ? 1.0f : y);
+      }
+    } else if (t.act == kPrelu) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const float y = ((v[ch] * t.a[ch]) * f) * t.scale[ch] + t.shift[ch] + r[ch];
+        o[ch] = y > 0.0f ? y : t.slope[ch] * y;
+      }
+    } else {
+      for (int64_t ch = 0; ch < c; ++ch)
+        o[ch] = ((v[ch] * t.a[ch]) * f) * t.scale[ch] + t.shift[ch] + r[ch];
+    }
+  }
+}
+
+#if COURSE_X86
+__attribute__((target("avx2"))) void tail_sample_avx2(const TailArgs& t) { tail_sample(t); }
+#endif
 
 torch::Tensor amplitude_tail(const torch::Tensor& m, const BodyLayer& l, const torch::Tensor& res) {
   const int64_t n = m.size(0), h = m.size(1), w = m.size(2), c = m.size(3), hw = h * w;
-  const int64_t kc = l.amp_channel.numel(), k = l.amp_spatial.size(-1), pw = w + k - 1;
-  const float* mp = m.data_ptr<float>();
-  const float* rp = res.data_ptr<float>();
-  const float* wc = l.amp_channel.data_ptr<float>();
-  const float* ws = l.amp_spatial.data_ptr<float>();  // (1, 2, k, k): mean map, then max map
+  const int64_t k = l.amp_spatial.size(-1), pw = w + k - 1;
+  // eval-mode BatchNorm as x * scale + shift, the numbers the model uses (resnet.affine_of)
+  TORCH_CHECK(l.bn_scale.numel() == c && l.bn_shift.numel() == c,
+              "amplitude: the BatchNorm needs one scale and one shift per channel");
   auto out = torch::empty_like(m);
-  float* op = out.data_ptr<float>();
-  // eval-mode BatchNorm as ATen computes it: x * (w / sqrt(var + eps)) + (b - mean * that)
-  std::vector<float> scale(c), shift(c);
-  const float* mean = l.bn_mean.data_ptr<float>();
-  const float* var = l.bn_var.data_ptr<float>();
-  const float* bw = l.bn_weight.data_ptr<float>();
-  const float* bb = l.bn_bias.data_ptr<float>();
-  for (int64_t ch = 0; ch < c; ++ch) {
-    const float invstd = 1.0f / std::sqrt(var[ch] + static_cast<float>(l.bn_eps));
-    scale[ch] = bw[ch] * invstd;
-    shift[ch] = bb[ch] - mean[ch] * scale[ch];
-  }
-  std::vector<float> sum(c);
-  const float inv_c = 1.0f / static_cast<float>(c), inv_hw = 1.0f / static_cast<float>(hw);
-  const float* slope = l.act == kPrelu ? l.slope.data_ptr<float>() : nullptr;
-  std::vector<float> a(c), spatial(hw), padded(2 * (h + k - 1) * pw), row(w);
+  std::vector<double> sum(c), padded(2 * (h + k - 1) * pw, 0.0);
+  std::vector<float> a(c), spatial(hw);
+  torch::Tensor pre = torch::empty({hw}, torch::kFloat64);  // the spatial conv, then sigmoid
+  TailArgs t{nullptr, nullptr, l.amp_channel.data_ptr<float>(), l.amp_spatial.data_ptr<float>(),
+             l.bn_scale.data_ptr<float>(), l.bn_shift.data_ptr<float>(),
+             l.act == kPrelu ? l.slope.data_ptr<float>() : nullptr, nullptr, h, w, c,
+             l.amp_channel.numel(), k, l.act, sum.data(), a.data(), padded.data(),
+             spatial.data(), &pre};
   for (int64_t b = 0; b < n; ++b) {
-    const float* mb = mp + b * hw * c;
-    std::fill(sum.begin(), sum.end(), 0.0f);
-    for (int64_t p = 0; p < hw; ++p)
-      for (int64_t ch = 0; ch < c; ++ch) sum[ch] += mb[p * c + ch];
-    for (int64_t ch = 0; ch < c; ++ch) {  // 1-D conv across channels, zero padded
-      float acc = 0.0f;
-      for (int64_t j = 0; j < kc; ++j) {
-        const int64_t src = ch + j - kc / 2;
-        if (src >= 0 && src < c) acc += wc[j] * (sum[src] * inv_hw);
-      }
-      a[ch] = sigmoid(acc);
+    t.m = m.data_ptr<float>() + b * hw * c;
+    t.res = res.data_ptr<float>() + b * hw * c;
+    t.out = out.data_ptr<float>() + b * hw * c;
+#if COURSE_X86
+    if (isa() >= kAvx2) {
+      tail_sample_avx2(t);
+      continue;
     }
-    std::fill(padded.begin(), padded.end(), 0.0f);
-    float* mean_map = padded.data();
-    float* max_map = padded.data() + (h + k - 1) * pw;
-    for (int64_t y = 0; y < h; ++y)  // mean and max over channels of the rescaled map
-      for (int64_t x = 0; x < w; ++x) {
-        const float* v = mb + (y * w + x) * c;
-        float lanes[8] = {}, tops[8];  // 8 independent partial sums and maxima: vectorizable
-        std::fill(tops, tops + 8, -INFINITY);
-        int64_t ch = 0;
-        for (; ch + 8 <= c; ch += 8)
-          for (int l = 0; l < 8; ++l) {
-            const float scaled = v[ch + l] * a[ch + l];
-            lanes[l] += scaled;
-            tops[l] = scaled > tops[l] ? scaled : tops[l];
-          }
-        for (; ch < c; ++ch) {
-          const float scaled = v[ch] * a[ch];
-          lanes[0] += scaled;
-          tops[0] = scaled > tops[0] ? scaled : tops[0];
-        }
-        float total = 0.0f, top = -INFINITY;
-        for (int l = 0; l < 8; ++l) {
-          total += lanes[l];
-          top = tops[l] > top ? tops[l] : top;
-        }
-        const int64_t at = (y + k / 2) * pw + x + k / 2;
-        mean_map[at] = total * inv_c;
-        max_map[at] = top;
-      }
-    spatial_conv(padded.data(), ws, h, w, k, row.data(), spatial.data());
-    for (int64_t p = 0; p < hw; ++p) {  // the factors, BatchNorm, residual: one pixel's channels
-      const float* v = mb + p * c;
-      const float* r = rp + (b * hw + p) * c;
-      float* o = op + (b * hw + p) * c;
-      const float f = spatial[p];
-      for (int64_t ch = 0; ch < c; ++ch) o[ch] = ((v[ch] * a[ch]) * f) * scale[ch] + shift[ch] + r[ch];
-      if (l.act == kHardtanh)
-        for (int64_t ch = 0; ch < c; ++ch) o[ch] = o[ch] < -1.0f ? -1.0f : (o[ch] > 1.0f ? 1.0f : o[ch]);
-      if (l.act == kPrelu)
-        for (int64_t ch = 0; ch < c; ++ch) o[ch] = o[ch] > 0.0f ? o[ch] : slope[ch] * o[ch];
-    }
+#endif
+    tail_sample(t);
   }
   return out;
 }
@@ -964,24 +1016,22 @@ class PackedBody {
     check_layer(words, taps);
     layers_.push_back(BodyLayer{std::make_shared<Padding>(), threshold.contiguous(), words, taps,
                                 scale.contiguous(), bias.contiguous(), slope.contiguous(), act,
-                                stride, pad, false, {}, {}, {}, {}, {}, {}, 0.0});
+                                stride, pad, false, {}, {}, {}, {}});
   }
 
-  // DA-BNN: the last layer added computes alpha * dot only; the amplitude, its BatchNorm,
-  // the residual and the activation follow (engine.AmplitudeTail's operations).
-  void set_amplitude(torch::Tensor channel, torch::Tensor spatial, torch::Tensor mean,
-                     torch::Tensor var, torch::Tensor weight, torch::Tensor bias, double eps) {
+  // DA-BNN: the last layer added computes alpha * dot only; the amplitude, its BatchNorm
+  // (x * scale + shift, resnet.affine_of), the residual and the activation follow
+  // (engine.AmplitudeTail's operations).
+  void set_amplitude(torch::Tensor channel, torch::Tensor spatial, torch::Tensor scale,
+                     torch::Tensor shift) {
     TORCH_CHECK(!layers_.empty(), "set_amplitude: add the layer first");
     BodyLayer& l = layers_.back();
     l.amplitude = true;
     const auto f32 = [](const torch::Tensor& t) { return t.to(torch::kFloat32).contiguous(); };
     l.amp_channel = f32(channel);
     l.amp_spatial = f32(spatial);
-    l.bn_mean = f32(mean);
-    l.bn_var = f32(var);
-    l.bn_weight = f32(weight);
-    l.bn_bias = f32(bias);
-    l.bn_eps = eps;
+    l.bn_scale = f32(scale);
+    l.bn_shift = f32(shift);
   }
 
   void add_block(int64_t shortcut, int64_t stride, int64_t out_channels, torch::Tensor weight,
