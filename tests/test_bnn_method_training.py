@@ -124,17 +124,19 @@ def test_dabnn_amplitudes_run_after_the_kernel_and_survive_the_file(tmp_path):
     assert torch.equal(loaded(x), want)
     if bnn.kernel_available():
         native = bnn.load_packed(tmp_path / "dabnn.cbnn", "cpp")
-        h = native.stem(torch.randn(4, 3, 32, 32))
         # the native tail sums in another order, in double, and rounds the factors to float
-        # as the model does: the same floats but for a value within a double's last bit of
-        # a float32 rounding boundary (about one in 2^29)
-        want = native.body_layer_by_layer(h)
-        for isa in kernel.isas_here():  # the portable tail and the AVX2 one
-            with kernel.capped_isa(isa):
-                got = native.body(h)
-            assert (got != want).float().mean() < 1e-4, isa
-            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
-        assert torch.equal(native(x).argmax(1), model(x).argmax(1))
+        # as the model does: the same floats, except, rarely, where a factor lies within a
+        # double's last bits of a float32 rounding boundary (a sign flipped by it changes
+        # some values downstream). A tail that rounds differently makes almost every value
+        # after the first DA-BNN layer differ (as the float32 tail did).
+        for size in (32, 12):  # maps of 32/16/8 and of 12/6/3 pixels (the remainder loops)
+            h = native.stem(torch.randn(4, 3, size, size))
+            body = native.body_layer_by_layer(h)
+            for isa in kernel.isas_here():  # the portable tail and the AVX2 one
+                with kernel.capped_isa(isa):
+                    got = native.body(h)
+                assert (got == body).float().mean() > 0.9, (size, isa)
+        torch.testing.assert_close(native(x), want, atol=1e-5, rtol=1e-5)
 
 
 def test_eval_folds_the_binary_path_statistics_of_the_dual_batchnorm():

@@ -62,47 +62,71 @@ class DataAdaptiveAmplitude(nn.Module):
                 f"expected an (N, {self.channels}, H, W) feature map, got shape {tuple(m.shape)}"
             )
 
+    def precision(self) -> torch.dtype | None:
+        """What the factors are computed in: the map's own dtype while training (fast), float64
+        in eval mode, as the packed engine computes them (see below)."""
+        return None if self.training else torch.float64
+
     def channel_amplitude(self, m: torch.Tensor) -> torch.Tensor:
         """Eq. 11: one factor in (0, 1) per sample and channel, shape ``(N, C, 1, 1)``."""
         self.check(m)
-        return channel_amplitude(m, self.channel_conv.weight)
+        return channel_amplitude(m, self.channel_conv.weight, self.precision())
 
     def spatial_amplitude(self, m: torch.Tensor) -> torch.Tensor:
         """Eq. 12: one factor in (0, 1) per sample and pixel, shape ``(N, 1, H, W)``."""
-        return spatial_amplitude(m, self.spatial_conv.weight)
+        return spatial_amplitude(m, self.spatial_conv.weight, self.precision())
 
     def forward(self, m: torch.Tensor) -> torch.Tensor:
         self.check(m)
-        return apply_amplitude(m, self.channel_conv.weight, self.spatial_conv.weight)
+        return apply_amplitude(
+            m, self.channel_conv.weight, self.spatial_conv.weight, self.precision()
+        )
 
 
-# The factors are computed in float64 and rounded once to float32. The means are then the
-# same in any summation order (a sum of float32 values of a map's range is exact in
-# float64), and the two small convolutions and the sigmoid, whose order or implementation
-# differ between ATen and the packed engine's native tail, differ at most in the last bit
-# of a double, which the rounding to float32 removes: both give the same float32 factors
-# (but for a value within that bit of a float32 rounding boundary, about one in 2^29).
+# In eval mode (and in the packed engine) the factors are computed in float64 and rounded
+# once to the map's dtype. The means are then the same in any summation order: a sum of N
+# float32 terms is exact in float64 when the terms lie within about 2^(29 - log2 N) of each
+# other, which holds for the channel means (multiples of one alpha) and, unless a channel
+# factor falls below about 1e-4, for the means across channels. The two small convolutions
+# and the sigmoids, whose order or implementation differ between ATen and the engine's
+# native tail, differ in the last few bits of a double, which the rounding to float32
+# removes, except, rarely, for a value that lies that close to a float32 rounding boundary.
+# Training computes them in the map's own dtype: float64 there would cost about 60 % more
+# time per step (measured on the course's CPU), for a difference in the last bit.
 
 
-def channel_amplitude(m: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Eq. 11 with the 1-D kernel ``weight`` ``(1, 1, k)``: ``(N, C, 1, 1)`` factors."""
-    pooled = m.double().mean(dim=(2, 3)).unsqueeze(1)  # (N, 1, C): channels as a 1-D signal
-    a = torch.sigmoid(F.conv1d(pooled, weight.double(), padding=weight.shape[-1] // 2))
-    return a.float().view(m.shape[0], -1, 1, 1)
+def channel_amplitude(
+    m: torch.Tensor, weight: torch.Tensor, precision: torch.dtype | None = torch.float64
+) -> torch.Tensor:
+    """Eq. 11 with the 1-D kernel ``weight`` ``(1, 1, k)``: ``(N, C, 1, 1)`` factors, computed
+    in ``precision`` (``None``: the map's dtype)."""
+    wide = m.to(precision or m.dtype)
+    pooled = wide.mean(dim=(2, 3)).unsqueeze(1)  # (N, 1, C): channels as a 1-D signal
+    a = torch.sigmoid(F.conv1d(pooled, weight.to(wide.dtype), padding=weight.shape[-1] // 2))
+    return a.to(m.dtype).view(m.shape[0], -1, 1, 1)
 
 
-def spatial_amplitude(m: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Eq. 12 with the 2-D kernel ``weight`` ``(1, 2, k, k)``: ``(N, 1, H, W)`` factors."""
-    wide = m.double()
+def spatial_amplitude(
+    m: torch.Tensor, weight: torch.Tensor, precision: torch.dtype | None = torch.float64
+) -> torch.Tensor:
+    """Eq. 12 with the 2-D kernel ``weight`` ``(1, 2, k, k)``: ``(N, 1, H, W)`` factors, computed
+    in ``precision`` (``None``: the map's dtype)."""
+    wide = m.to(precision or m.dtype)
     stacked = torch.cat([wide.mean(dim=1, keepdim=True), wide.amax(dim=1, keepdim=True)], dim=1)
-    weight = weight.contiguous().double()
-    return torch.sigmoid(F.conv2d(stacked, weight, padding=weight.shape[-1] // 2)).float()
+    # one weight layout for the model and the packed engine (training can leave the
+    # parameter channels-last, and the two layouts sum in different orders)
+    weight = weight.contiguous().to(wide.dtype)
+    return torch.sigmoid(F.conv2d(stacked, weight, padding=weight.shape[-1] // 2)).to(m.dtype)
 
 
 def apply_amplitude(
-    m: torch.Tensor, channel_weight: torch.Tensor, spatial_weight: torch.Tensor
+    m: torch.Tensor,
+    channel_weight: torch.Tensor,
+    spatial_weight: torch.Tensor,
+    precision: torch.dtype | None = torch.float64,
 ) -> torch.Tensor:
     """``M * A_c(M)``, then times ``A_s`` of that (eq. 10-12), from the two kernels alone:
-    what the packed engine runs (:mod:`.engine`), the same operations as the module."""
-    m = m * channel_amplitude(m, channel_weight)
-    return m * spatial_amplitude(m, spatial_weight)
+    what the packed engine runs (:mod:`.engine`), the same operations as the module in eval
+    mode (``precision``: as in :func:`channel_amplitude`)."""
+    m = m * channel_amplitude(m, channel_weight, precision)
+    return m * spatial_amplitude(m, spatial_weight, precision)

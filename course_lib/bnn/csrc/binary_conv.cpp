@@ -806,7 +806,7 @@ torch::Tensor to_nchw(torch::Tensor x) {
 // loop's layout); forward() never returns to Python between layers. The shortcut's float
 // ops (a 1x1 conv + BatchNorm) call the same ATen operations as the Python engine, in the
 // same order, so they give the same floats; DA-BNN's amplitude tail is native
-// (amplitude_tail), equal to the Python engine's within float rounding.
+// (amplitude_tail): the same floats as the Python engine's but for rare rounding cases (below).
 
 struct BodyLayer {
   // the padding corrections for the last input size seen (a body serves one call at a time)
@@ -833,11 +833,12 @@ struct BodyBlock {
 // DA-BNN's tail, natively: act(BN(A(m)) + residual) on NHWC maps, A from the two kernels of
 // eq. 11-12 (dabnn.apply_amplitude): channel factors sigmoid(k_c * mean over pixels), then
 // pixel factors sigmoid(k_s * [mean; max] over channels) of the rescaled map. Plain loops,
-// one pass per step, no ATen call. The factors are computed as the model computes them: in
-// double, rounded once to float. A sum of float32 values of this range is exact in double,
-// so the means are the same in any order; the two small convolutions and the sigmoid may
-// differ from ATen's in the last bit of a double, which the rounding to float removes
-// (but for a value that lies within that bit of a float32 rounding boundary).
+// one pass per step; the one ATen call is the pixel factors' sigmoid. The factors are
+// computed as the model computes them in eval mode: in double, rounded once to float (see
+// dabnn.py). A sum of float32 values within about 2^20 of each other is exact in double, so
+// the means are the same in any order; the two small convolutions and the sigmoids may
+// differ from ATen's in the last few bits of a double, which the rounding to float removes
+// except, rarely, for a value that close to a float32 rounding boundary.
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 // The k x k conv of the two zero-padded maps (mean, max) in double, 8 output pixels of a row
@@ -918,7 +919,9 @@ bool has_fma() {
 #endif
 
 // sigmoid of the spatial conv, rounded to float: the sigmoid is ATen's own (at::sigmoid_ on
-// the whole map, vectorized), the function the model applies to the same double values.
+// one sample's map; the model applies it to the whole batch, and elements left over by its
+// vector loop take ATen's scalar path, which may differ in a double's last bit). On a map of
+// more than 32,768 pixels ATen would split it over its thread pool, even with threads = 1.
 void spatial_factors(const double* padded, const float* ws, int64_t h, int64_t w, int64_t k,
                      torch::Tensor& pre, float* out) {
   double* pp = pre.data_ptr<double>();
