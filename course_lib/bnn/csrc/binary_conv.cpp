@@ -841,41 +841,33 @@ struct BodyBlock {
 // except, rarely, for a value that close to a float32 rounding boundary.
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
-// The k x k conv of the two zero-padded maps (mean, max) in double, 8 output pixels of a row
-// at a time with their sums in registers (the x loop vectorizes: 2 x 4 lanes with AVX2).
-__attribute__((always_inline)) inline void spatial_conv_rows(const double* padded, const float* ws,
-                                                             int64_t h, int64_t w, int64_t k,
-                                                             double* out) {
+// One output pixel (y, x) of the k x k conv of the two zero-padded maps, in double.
+__attribute__((always_inline)) inline double spatial_conv_pixel(const double* padded,
+                                                                const float* ws, int64_t k,
+                                                                int64_t pw, int64_t plane,
+                                                                int64_t y, int64_t x) {
+  double acc = 0.0;
+  for (int64_t map = 0; map < 2; ++map)
+    for (int64_t dy = 0; dy < k; ++dy)
+      for (int64_t dx = 0; dx < k; ++dx)
+        acc += ws[(map * k + dy) * k + dx] * padded[map * plane + (y + dy) * pw + x + dx];
+  return acc;
+}
+
+// The k x k conv of the two zero-padded maps (mean, max) in double, pixel by pixel (the
+// portable path; the FMA copy below computes 8 pixels of a row at a time).
+void spatial_conv_rows(const double* padded, const float* ws, int64_t h, int64_t w, int64_t k,
+                       double* out) {
   const int64_t pw = w + k - 1, plane = (h + k - 1) * pw;
-  for (int64_t y = 0; y < h; ++y) {
-    int64_t x0 = 0;
-    for (; x0 + 8 <= w; x0 += 8) {
-      double acc[8] = {};
-      for (int64_t map = 0; map < 2; ++map)
-        for (int64_t dy = 0; dy < k; ++dy) {
-          const double* src = padded + map * plane + (y + dy) * pw + x0;
-          for (int64_t dx = 0; dx < k; ++dx) {
-            const double wt = ws[(map * k + dy) * k + dx];
-            for (int i = 0; i < 8; ++i) acc[i] += wt * src[dx + i];
-          }
-        }
-      for (int i = 0; i < 8; ++i) out[y * w + x0 + i] = acc[i];
-    }
-    for (; x0 < w; ++x0) {  // the rest of a row narrower than 8
-      double acc = 0.0;
-      for (int64_t map = 0; map < 2; ++map)
-        for (int64_t dy = 0; dy < k; ++dy)
-          for (int64_t dx = 0; dx < k; ++dx)
-            acc += ws[(map * k + dy) * k + dx] * padded[map * plane + (y + dy) * pw + x0 + dx];
-      out[y * w + x0] = acc;
-    }
-  }
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x)
+      out[y * w + x] = spatial_conv_pixel(padded, ws, k, pw, plane, y, x);
 }
 
 #if COURSE_X86
-// The same conv with fused multiply-adds, 8 outputs in two registers. FMA rounds once where
-// the loop above rounds twice: the doubles differ in their last bits, which the rounding of
-// the factors to float removes as for any other summation order.
+// The same conv with fused multiply-adds, 8 outputs of a row in two registers. FMA rounds
+// once where the loop above rounds twice, and the order differs: the doubles differ in their
+// last bits, which the rounding of the factors to float removes.
 __attribute__((target("avx2,fma"))) void spatial_conv_avx2(const double* padded, const float* ws,
                                                            int64_t h, int64_t w, int64_t k,
                                                            double* out) {
@@ -897,14 +889,8 @@ __attribute__((target("avx2,fma"))) void spatial_conv_avx2(const double* padded,
       _mm256_storeu_pd(out + y * w + x0, lo);
       _mm256_storeu_pd(out + y * w + x0 + 4, hi);
     }
-    for (; x0 < w; ++x0) {  // the rest of a row narrower than 8
-      double acc = 0.0;
-      for (int64_t map = 0; map < 2; ++map)
-        for (int64_t dy = 0; dy < k; ++dy)
-          for (int64_t dx = 0; dx < k; ++dx)
-            acc += ws[(map * k + dy) * k + dx] * padded[map * plane + (y + dy) * pw + x0 + dx];
-      out[y * w + x0] = acc;
-    }
+    for (; x0 < w; ++x0)  // the rest of a row narrower than 8
+      out[y * w + x0] = spatial_conv_pixel(padded, ws, k, pw, plane, y, x0);
   }
 }
 
