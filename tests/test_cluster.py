@@ -279,6 +279,7 @@ def test_a_tiny_chapter_5b_sweep_on_ray_equals_the_local_loop(ray_cluster, monke
 
 
 @needs_ray
+@pytest.mark.slow
 def test_chapter_3s_pruning_runs_on_ray_equal_the_local_loop(ray_cluster, monkeypatch):
     from test_taylor import image_loader, tiny_vgg
 
