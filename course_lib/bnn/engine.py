@@ -102,7 +102,7 @@ class AmplitudeTail:
     ) -> torch.Tensor:
         """``m``: ``alpha * dot`` NHWC; ``residual`` NHWC; returns NHWC float32."""
         # an NCHW view of the NHWC map (channels-last memory), the layout in which the
-        # model's conv hands its output to the amplitude: the same sums in the same order
+        # model's conv hands its output to the amplitude
         m = apply_amplitude(m.permute(0, 3, 1, 2), self.channel_kernel, self.spatial_kernel)
         scale, shift = self.affine()
         y = m * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)

@@ -66,8 +66,12 @@ class Context:
 
     def calibration(self, loader: data.TensorLoader | None = None) -> list:
         """The first training batches: BatchNorm recalibration and gradient importances."""
-        loader = loader or self.loaders.train
-        return list(itertools.islice(loader, self.settings.structured.calibration_batches))
+        return calibration_batches(loader or self.loaders.train, self.settings)
+
+
+def calibration_batches(loader: data.TensorLoader, settings: PruningSettings) -> list:
+    """The first ``settings.structured.calibration_batches`` batches of ``loader``."""
+    return list(itertools.islice(loader, settings.structured.calibration_batches))
 
 
 def setup(profile: str, seed: int = 0) -> Context:

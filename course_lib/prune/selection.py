@@ -19,7 +19,6 @@ is set (``course run ... --ray``); each run takes what it needs from :class:`Sha
 from __future__ import annotations
 
 import copy
-import itertools
 from dataclasses import dataclass
 from functools import partial
 
@@ -31,7 +30,7 @@ from .. import data
 from ..cluster import map_tasks
 from ..train import evaluate
 from . import structured
-from .experiment import Context, run_schedule, section
+from .experiment import Context, calibration_batches, run_schedule, section
 from .ranking import eligible
 from .ranking import verdict as verdict  # the chapter reads the selection's verdict here
 from .settings import PruningSettings
@@ -133,7 +132,7 @@ def candidate_run(shared: Shared, job: tuple[Candidate, int]) -> dict:
         candidate.pruner,
         loaders.train,
         _val(loaders),
-        list(itertools.islice(loaders.train, settings.calibration_batches)),
+        calibration_batches(loaders.train, shared.settings),
         shared.seed + offset,
         candidate.reg,
         settings.round_to,
